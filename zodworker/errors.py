@@ -1,0 +1,100 @@
+"""Every error zodworker raises, in one tree.
+
+::
+
+    ZodworkerError
+    ├── JobSpecError (also ValueError)      bad input to add_job / add_jobs; nothing written
+    │   └── PayloadEncodeError              the payload cannot be encoded as JSON
+    ├── MigrationError                      the schema cannot be brought to our revision
+    │   ├── IncompatibleSchemaError         a newer *breaking* revision is installed (exit 57)
+    │   └── UnsupportedRevisionError        a revision too old for us to upgrade in place
+    └── DatabaseError                       PostgreSQL refused a call; ``__cause__`` is the
+        │                                   driver's exception, ``sqlstate`` its code
+        └── JobKeyModeError                 the server rejected a job_key_mode (SQLSTATE GWBKM)
+
+Driver exceptions are translated in exactly one place (``zodworker.store.translate_errors``),
+with ``raise ... from exc`` so the original stays attached.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatabaseError",
+    "IncompatibleSchemaError",
+    "JobKeyModeError",
+    "JobSpecError",
+    "MigrationError",
+    "PayloadEncodeError",
+    "UnsupportedRevisionError",
+    "ZodworkerError",
+]
+
+
+class ZodworkerError(Exception):
+    """Base class of every error zodworker raises on purpose."""
+
+
+class JobSpecError(ZodworkerError, ValueError):
+    """A job specification is invalid. Raised before anything is sent to the database.
+
+    ``field`` names the offending argument (``"job_key"``, ``"specs[3].priority"``, ...);
+    the message says what was wrong and how to fix it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class PayloadEncodeError(JobSpecError):
+    """The payload cannot be encoded as JSON (an unsupported type, a NaN, a cycle...)."""
+
+
+class MigrationError(ZodworkerError):
+    """The database schema cannot be brought to the revision this version needs."""
+
+
+class IncompatibleSchemaError(MigrationError):
+    """The database has a breaking migration newer than any this version knows.
+
+    Running against it could corrupt jobs, so workers refuse to start. The command line
+    exits with :attr:`exit_code` (57, as graphile-worker does).
+    """
+
+    exit_code = 57
+
+    def __init__(self, latest: int, latest_breaking: int, supported: int) -> None:
+        super().__init__(
+            f"the database is at schema revision {latest}, which includes breaking migration "
+            f"{latest_breaking}, but this zodworker supports revisions up to {supported}; "
+            "upgrade zodworker (and every graphile-worker sharing this database) to a version "
+            "that knows that revision"
+        )
+        self.latest = latest
+        self.latest_breaking = latest_breaking
+        self.supported = supported
+
+
+class UnsupportedRevisionError(MigrationError):
+    """The schema is at a revision older than the baseline we can upgrade from."""
+
+    def __init__(self, revision: int, baseline: int) -> None:
+        super().__init__(
+            f"the database schema is at revision {revision}; zodworker upgrades from revision "
+            f"{baseline} or an empty database. Upgrade it first with graphile-worker >= 0.16 "
+            "(`npx graphile-worker@0.18 --schema-only -c <url>`), then run zodworker again"
+        )
+        self.revision = revision
+        self.baseline = baseline
+
+
+class DatabaseError(ZodworkerError):
+    """PostgreSQL rejected an operation. The driver's exception is ``__cause__``."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class JobKeyModeError(DatabaseError, ValueError):
+    """The server rejected ``job_key_mode`` (SQLSTATE ``GWBKM``)."""

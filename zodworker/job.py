@@ -1,0 +1,170 @@
+"""What a job is, and what it takes to ask for one.
+
+:class:`JobSpec` is a request to add a job; :func:`check_spec` validates one before anything
+is sent to the database, with an error that names the field and the fix. :class:`Job` is a
+row of the jobs table as the database returned it.
+
+A job's state is derived from its columns (see ``sql/migrations/000019.sql``):
+``waiting`` (run_at in the future) -> ``runnable`` -> ``running`` (locked; attempts was
+incremented when it was locked) -> deleted on success, or back to ``waiting`` with
+``last_error`` on failure, or ``dead`` once attempts reaches max_attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final, Literal, get_args
+
+import msgspec
+
+from .errors import JobSpecError, PayloadEncodeError
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "Job",
+    "JobKeyMode",
+    "JobSpec",
+    "check_key_mode",
+    "check_spec",
+    "encode_payload",
+]
+
+DEFAULT_SCHEMA: Final = "graphile_worker"
+
+JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
+"""How adding a job whose key already exists behaves.
+
+``replace`` (default): the waiting job is updated in place (payload, run_at, ...), which
+debounces. ``preserve_run_at``: the same, but run_at is kept while the job has not been
+attempted yet, which throttles (a fixed batching window). In both modes a job that is already
+running keeps running and a new job is added for the new call. ``unsafe_dedupe``: the
+existing job is returned untouched, whatever its state; use only when losing the update is
+acceptable.
+"""
+
+_KEY_MODES: Final = frozenset(get_args(JobKeyMode))
+_SMALLINT_MIN: Final = -32768
+_SMALLINT_MAX: Final = 32767
+MAX_IDENTIFIER_LENGTH: Final = 128
+MAX_QUEUE_NAME_LENGTH: Final = 128
+MAX_JOB_KEY_LENGTH: Final = 512
+
+
+class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A request to add one job. Field names follow the database's ``job_spec`` type.
+
+    ``None`` means "the database default": payload ``{}``, run_at now, max_attempts 25,
+    priority 0 (smaller runs first), no queue, no key, no flags.
+    """
+
+    identifier: str
+    payload: Any = None
+    queue_name: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    job_key: str | None = None
+    priority: int | None = None
+    flags: Sequence[str] | None = None
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """One row of the jobs table, with its task identifier and queue name resolved."""
+
+    id: int
+    task_identifier: str
+    queue_name: str | None
+    payload: Any
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    key: str | None
+    locked_at: datetime | None
+    locked_by: str | None
+    revision: int
+    flags: dict[str, bool] | None
+    task_id: int
+    job_queue_id: int | None
+    is_available: bool
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_payload(payload: Any, field: str = "payload") -> str:
+    """Encode a payload as JSON text, or raise :class:`PayloadEncodeError` naming ``field``."""
+    try:
+        return _encoder.encode(payload).decode("utf-8")
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise PayloadEncodeError(
+            field,
+            f"cannot be encoded as JSON ({exc}); pass JSON-compatible values (dict, list, str, "
+            "int, float, bool, None, datetime, UUID, msgspec Struct, dataclass)",
+        ) from None
+
+
+def _check_text(field: str, value: object, limit: int, *, optional: bool) -> None:
+    if value is None:
+        if optional:
+            return
+        raise JobSpecError(field, "is required; pass a non-empty string")
+    if not isinstance(value, str):
+        raise JobSpecError(field, f"must be a string, got {type(value).__name__}")
+    if not value:
+        hint = "pass None to leave it unset" if optional else "pass a non-empty string"
+        raise JobSpecError(field, f"must not be empty; {hint}")
+    if len(value) > limit:
+        raise JobSpecError(field, f"is {len(value)} characters long; the limit is {limit}")
+    if "\x00" in value:
+        raise JobSpecError(field, "contains a NUL character, which PostgreSQL text cannot store")
+
+
+def _check_smallint(field: str, value: object, low: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobSpecError(field, f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= _SMALLINT_MAX:
+        raise JobSpecError(field, f"is {value}; it must be between {low} and {_SMALLINT_MAX}")
+
+
+def check_key_mode(value: object, field: str = "job_key_mode") -> None:
+    """Raise :class:`JobSpecError` unless ``value`` is a :data:`JobKeyMode` (or None)."""
+    if value is not None and value not in _KEY_MODES:
+        raise JobSpecError(
+            field, f"is {value!r}; expected one of {', '.join(repr(m) for m in sorted(_KEY_MODES))}"
+        )
+
+
+def check_spec(spec: JobSpec, prefix: str = "") -> None:
+    """Validate ``spec`` against the schema's limits; raise :class:`JobSpecError` if invalid.
+
+    ``prefix`` is prepended to field names (``"specs[3]."``) so batch errors point at the
+    offending element.
+    """
+    _check_text(prefix + "identifier", spec.identifier, MAX_IDENTIFIER_LENGTH, optional=False)
+    _check_text(prefix + "queue_name", spec.queue_name, MAX_QUEUE_NAME_LENGTH, optional=True)
+    _check_text(prefix + "job_key", spec.job_key, MAX_JOB_KEY_LENGTH, optional=True)
+    _check_smallint(prefix + "priority", spec.priority, _SMALLINT_MIN)
+    _check_smallint(prefix + "max_attempts", spec.max_attempts, 1)
+    run_at = spec.run_at
+    if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise JobSpecError(
+                prefix + "run_at", f"must be a datetime, got {type(run_at).__name__}"
+            )
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise JobSpecError(
+                prefix + "run_at",
+                "is a naive datetime; pass a timezone-aware one, e.g. datetime.now(timezone.utc)",
+            )
+    flags = spec.flags
+    if flags is not None:
+        if isinstance(flags, str) or not all(isinstance(flag, str) for flag in flags):
+            raise JobSpecError(prefix + "flags", "must be a list of strings, e.g. ['slow']")
+        for flag in flags:
+            _check_text(prefix + "flags", flag, 2**20, optional=False)

@@ -1,0 +1,233 @@
+"""Bringing a database's graphile-worker schema to the revision this version implements.
+
+The protocol is graphile-worker's, so zodworker and Node graphile-worker processes can
+migrate one database at the same time:
+
+1. Read the newest revision and the newest *breaking* revision from ``<schema>.migrations``.
+   If the table is missing, create the schema and the table (several processes may race
+   here; whoever loses goes round again).
+2. A newer breaking revision than we know: refuse (:class:`IncompatibleSchemaError`). A newer
+   non-breaking one: warn and carry on.
+3. Apply each missing migration in its own transaction whose *first* statement inserts its
+   ``migrations`` row. Two processes applying the same revision collide on that primary key;
+   the loser rolls back and counts it as done.
+
+Our ``000019.sql`` is a baseline: on an empty database it creates the whole revision-19
+schema and records revisions 1..19 at once. A database between revisions 1 and 18 (an old
+graphile-worker) must be upgraded by graphile-worker first (:class:`UnsupportedRevisionError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+import psycopg
+from psycopg import sql
+
+from . import sqlfiles
+from .errors import (
+    IncompatibleSchemaError,
+    MigrationError,
+    UnsupportedRevisionError,
+)
+from .job import DEFAULT_SCHEMA
+
+__all__ = ["MigrationResult", "latest_revision", "migrate"]
+
+logger = logging.getLogger("zodworker.migrate")
+
+BASELINE: Final = 19
+_MIN_SERVER_VERSION: Final = 120000
+_NOT_THERE: Final = frozenset({"42P01", "42703", "3F000"})  # missing table / column / schema
+_CLASH: Final = frozenset({"23505", "42P06", "42P07", "42710"})  # someone else created it
+_BOOTSTRAP_ATTEMPTS: Final = 5
+_BASELINE_WAIT_S: Final = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    """What :func:`migrate` found and did."""
+
+    before: int | None
+    """The revision the database was at (None: no schema)."""
+    after: int
+    """The revision it is at now."""
+    applied: list[int] = field(default_factory=list)
+    """Revisions this call applied (others may have been applied concurrently by others)."""
+
+
+def latest_revision() -> int:
+    """The newest schema revision this version of zodworker knows."""
+    return sqlfiles.migrations()[-1].revision
+
+
+def _ident(schema: str) -> sql.Identifier:
+    return sql.Identifier(schema)
+
+
+async def _state(
+    conn: psycopg.AsyncConnection[Any], schema: str
+) -> tuple[int, int | None, int | None]:
+    query = sql.SQL(
+        "select current_setting('server_version_num')::int,"
+        " (select max(id) from {s}.migrations),"
+        " (select max(id) from {s}.migrations where breaking)"
+    ).format(s=_ident(schema))
+    async with conn.transaction():
+        cur = await conn.execute(query)
+        row = await cur.fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+async def _bootstrap(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
+    s = _ident(schema)
+    async with conn.transaction():
+        await conn.execute(sql.SQL("create schema if not exists {s}").format(s=s))
+        await conn.execute(
+            sql.SQL(
+                "create table if not exists {s}.migrations("
+                " id int primary key, ts timestamptz default now() not null)"
+            ).format(s=s)
+        )
+        await conn.execute(
+            sql.SQL(
+                "alter table {s}.migrations"
+                " add column if not exists breaking boolean not null default false"
+            ).format(s=s)
+        )
+        await conn.execute(
+            sql.SQL("update {s}.migrations set breaking = true where id = any(%s)").format(s=s),
+            (sorted(sqlfiles.BREAKING_REVISIONS),),
+        )
+
+
+async def _read_state(
+    conn: psycopg.AsyncConnection[Any], schema: str
+) -> tuple[int | None, int | None]:
+    for attempt in range(_BOOTSTRAP_ATTEMPTS):
+        try:
+            version, latest, breaking = await _state(conn, schema)
+        except psycopg.Error as exc:
+            if exc.sqlstate not in _NOT_THERE:
+                raise MigrationError(f"cannot read {schema}.migrations: {exc}") from exc
+            try:
+                await _bootstrap(conn, schema)
+            except psycopg.Error as exc2:
+                if exc2.sqlstate not in _CLASH:
+                    raise MigrationError(f"cannot create schema {schema!r}: {exc2}") from exc2
+                # Another process is creating it right now; let it finish, then look again.
+                await anyio.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
+            continue
+        if version < _MIN_SERVER_VERSION:
+            raise MigrationError(
+                f"PostgreSQL 12 or newer is required (server_version_num is {version})"
+            )
+        return latest, breaking
+    raise MigrationError(f"could not create or read {schema}.migrations after several attempts")
+
+
+async def _apply(
+    conn: psycopg.AsyncConnection[Any], schema: str, migration: sqlfiles.Migration, first: int
+) -> bool:
+    """Apply one migration file recording revisions ``first..migration.revision``.
+
+    Returns False when another process applied it first.
+    """
+    ids = list(range(first, migration.revision + 1))
+    s = _ident(schema)
+    recorded = False
+    try:
+        async with conn.transaction():
+            # Must come first: a concurrent migrator collides here, before doing any work.
+            await conn.execute(
+                sql.SQL(
+                    "insert into {s}.migrations (id, breaking)"
+                    " select id, id = any(%s) from unnest(%s::int[]) as id"
+                ).format(s=s),
+                (sorted(sqlfiles.BREAKING_REVISIONS), ids),
+            )
+            recorded = True
+            await conn.execute(sqlfiles.render(migration.text, schema))
+            await conn.execute(
+                "select pg_notify('worker:migrate', %s)",
+                (
+                    json.dumps(
+                        {"migrationNumber": migration.revision, "breaking": migration.breaking}
+                    ),
+                ),
+            )
+    except psycopg.Error as exc:
+        if not recorded and exc.sqlstate in _CLASH:
+            logger.debug("revision %s was applied by another process", migration.revision)
+            return False
+        raise MigrationError(
+            f"migration {migration.revision:06d} failed on schema {schema!r}: {exc}"
+        ) from exc
+    return True
+
+
+async def _wait_for_revision(
+    conn: psycopg.AsyncConnection[Any], schema: str, revision: int
+) -> None:
+    """Wait until another migrator (possibly a Node one, step by step) reaches ``revision``."""
+    deadline = time.monotonic() + _BASELINE_WAIT_S
+    while True:
+        _, latest, _ = await _state(conn, schema)
+        if latest is not None and latest >= revision:
+            return
+        if time.monotonic() > deadline:
+            raise MigrationError(
+                f"another process started migrating schema {schema!r} but has not reached "
+                f"revision {revision} after {_BASELINE_WAIT_S:.0f}s (now at {latest})"
+            )
+        await anyio.sleep(0.1)
+
+
+async def migrate(
+    conn: psycopg.AsyncConnection[Any], *, schema: str = DEFAULT_SCHEMA
+) -> MigrationResult:
+    """Install or upgrade the schema ``schema`` on ``conn``'s database.
+
+    ``conn`` must not be inside a transaction; each migration commits on its own. Safe to run
+    from many processes at once, zodworker or graphile-worker.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise MigrationError("migrate() needs a connection that is not inside a transaction")
+    known = sqlfiles.migrations()
+    highest = known[-1].revision
+    before, breaking = await _read_state(conn, schema)
+
+    if breaking is not None and breaking > highest:
+        raise IncompatibleSchemaError(before or breaking, breaking, highest)
+    if before is not None and before > highest:
+        logger.warning(
+            "schema %r is at revision %s, newer than the %s this zodworker knows; it is not a "
+            "breaking change, so continuing. Upgrade zodworker to stay compatible.",
+            schema,
+            before,
+            highest,
+        )
+    if before is not None and before < BASELINE:
+        raise UnsupportedRevisionError(before, BASELINE)
+
+    applied: list[int] = []
+    current = before or 0
+    for migration in known:
+        if migration.revision <= current:
+            continue
+        first = 1 if migration.revision == BASELINE else migration.revision
+        if await _apply(conn, schema, migration, first):
+            applied.append(migration.revision)
+        elif migration.revision == BASELINE:
+            await _wait_for_revision(conn, schema, BASELINE)
+        current = migration.revision
+    if applied:
+        logger.info("schema %r migrated to revision %s (applied %s)", schema, current, applied)
+    return MigrationResult(before=before, after=max(current, before or 0), applied=applied)
