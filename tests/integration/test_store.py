@@ -1,0 +1,440 @@
+"""The store against a real PostgreSQL: adding jobs, key modes, admin functions, errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from tests.support.dbtools import count_jobs, is_waiting_on_lock, lock_job, wait_until
+from zodworker import (
+    DatabaseError,
+    Job,
+    JobKeyModeError,
+    JobSpec,
+    JobSpecError,
+    PayloadEncodeError,
+    Store,
+)
+from zodworker.store import translate_errors
+
+pytestmark = pytest.mark.anyio
+
+AsyncConn = psycopg.AsyncConnection[Any]
+
+
+@pytest.mark.embedded_smoke
+async def test_add_job_defaults(conn: AsyncConn, store: Store) -> None:
+    before = datetime.now(UTC)
+    job = await store.add_job(conn, "send_email")
+    assert job.task_identifier == "send_email"
+    assert job.payload == {}
+    assert (job.priority, job.attempts, job.max_attempts, job.revision) == (0, 0, 25, 0)
+    assert (job.queue_name, job.key, job.flags, job.last_error, job.locked_at) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert job.is_available
+    assert before - timedelta(seconds=5) < job.run_at < datetime.now(UTC) + timedelta(seconds=5)
+    assert await store.get_job(conn, job.id) == job
+
+
+async def test_add_job_with_every_option(conn: AsyncConn, store: Store) -> None:
+    run_at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    job = await store.add_job(
+        conn,
+        "resize",
+        {"w": 10, "tags": ["a", "ü"]},
+        queue_name="images",
+        run_at=run_at,
+        max_attempts=3,
+        job_key="resize:1",
+        priority=-5,
+        flags=["slow", "gpu"],
+    )
+    assert job.payload == {"w": 10, "tags": ["a", "ü"]}
+    assert (job.queue_name, job.run_at, job.max_attempts, job.key, job.priority) == (
+        "images",
+        run_at,
+        3,
+        "resize:1",
+        -5,
+    )
+    assert job.flags == {"slow": True, "gpu": True}
+
+
+async def test_add_jobs_returns_one_row_per_spec_with_names(conn: AsyncConn, store: Store) -> None:
+    specs = [
+        JobSpec(identifier="a", payload={"i": 1}, queue_name="q1"),
+        JobSpec(identifier="b", payload={"i": 2}, queue_name="q2", job_key="kb"),
+        JobSpec(identifier="a", payload={"i": 3}),
+    ]
+    jobs = await store.add_jobs(conn, specs)
+    got = {j.payload["i"]: (j.task_identifier, j.queue_name, j.key) for j in jobs}
+    assert got == {1: ("a", "q1", None), 2: ("b", "q2", "kb"), 3: ("a", None, None)}
+    assert await count_jobs(conn) == 3
+    assert await store.add_jobs(conn, []) == []
+
+
+async def test_replace_mode_updates_the_waiting_job_in_place(conn: AsyncConn, store: Store) -> None:
+    first = await store.add_job(
+        conn, "t", {"v": 1}, job_key="k", queue_name="q", priority=1, max_attempts=5, flags=["f"]
+    )
+    await conn.execute(
+        "update graphile_worker._private_jobs set attempts = 2, last_error = 'boom' where id = %s",
+        (first.id,),
+    )
+    later = datetime.now(UTC) + timedelta(hours=1)
+    second = await store.add_job(conn, "t2", {"v": 2}, job_key="k", run_at=later, priority=7)
+    assert second.id == first.id
+    assert second.revision == 1
+    assert (second.task_identifier, second.payload, second.run_at, second.priority) == (
+        "t2",
+        {"v": 2},
+        later,
+        7,
+    )
+    # everything not given is reset to its default, error/retry state cleared
+    assert (second.queue_name, second.max_attempts, second.flags) == (None, 25, None)
+    assert (second.attempts, second.last_error) == (0, None)
+    assert await count_jobs(conn) == 1
+
+
+async def test_preserve_run_at_keeps_schedule_only_until_first_attempt(
+    conn: AsyncConn, store: Store
+) -> None:
+    t1 = datetime(2031, 1, 1, tzinfo=UTC)
+    t2 = datetime(2032, 1, 1, tzinfo=UTC)
+    first = await store.add_job(conn, "t", job_key="k", run_at=t1)
+    kept = await store.add_job(conn, "t", job_key="k", run_at=t2, job_key_mode="preserve_run_at")
+    assert (kept.id, kept.run_at, kept.revision) == (first.id, t1, 1)
+    await conn.execute(
+        "update graphile_worker._private_jobs set attempts = 1 where id = %s", (first.id,)
+    )
+    moved = await store.add_job(conn, "t", job_key="k", run_at=t2, job_key_mode="preserve_run_at")
+    assert (moved.id, moved.run_at, moved.attempts) == (first.id, t2, 0)
+
+
+async def test_array_payloads_accumulate_under_one_key(conn: AsyncConn, store: Store) -> None:
+    await store.add_job(conn, "batch", [1, 2], job_key="k")
+    job = await store.add_job(conn, "batch", [3], job_key="k")
+    assert job.payload == [1, 2, 3]
+    job = await store.add_job(conn, "batch", {"not": "array"}, job_key="k")
+    assert job.payload == {"not": "array"}
+
+
+@pytest.mark.parametrize("mode", ["replace", "preserve_run_at"])
+async def test_running_keyed_job_keeps_running_and_a_new_job_takes_the_key(
+    conn: AsyncConn, store: Store, mode: Any
+) -> None:
+    old = await store.add_job(conn, "t", {"v": 1}, job_key="k")
+    await lock_job(conn, old.id)
+    new = await store.add_job(conn, "t", {"v": 2}, job_key="k", job_key_mode=mode)
+    assert new.id != old.id
+    assert (new.key, new.payload, new.revision, new.attempts) == ("k", {"v": 2}, 0, 0)
+    detached = await store.get_job(conn, old.id)
+    assert detached is not None
+    assert detached.key is None
+    assert detached.attempts == detached.max_attempts  # finishes, never retries
+    assert detached.locked_by == "worker-1"
+
+
+async def test_dead_keyed_job_is_replaced_by_a_new_one(conn: AsyncConn, store: Store) -> None:
+    old = await store.add_job(conn, "t", job_key="k", max_attempts=1)
+    await lock_job(conn, old.id)
+    await conn.execute(
+        "update graphile_worker._private_jobs set locked_at = null, locked_by = null where id = %s",
+        (old.id,),
+    )
+    new = await store.add_job(conn, "t", job_key="k")
+    assert new.id != old.id
+    assert (await store.get_job(conn, old.id)).key is None  # type: ignore[union-attr]
+
+
+async def test_unsafe_dedupe_returns_the_existing_job_untouched(
+    conn: AsyncConn, store: Store
+) -> None:
+    first = await store.add_job(conn, "t", {"v": 1}, job_key="k", job_key_mode="unsafe_dedupe")
+    await lock_job(conn, first.id)
+    again = await store.add_job(
+        conn, "other", {"v": 2}, job_key="k", job_key_mode="unsafe_dedupe", priority=9
+    )
+    assert again.id == first.id
+    assert (again.task_identifier, again.payload, again.priority) == ("t", {"v": 1}, 0)
+    assert again.revision == 1
+    assert again.locked_by == "worker-1"
+    assert await count_jobs(conn) == 1
+
+
+async def test_remove_job(conn: AsyncConn, store: Store) -> None:
+    waiting = await store.add_job(conn, "t", job_key="waiting")
+    running = await store.add_job(conn, "t", job_key="running")
+    await lock_job(conn, running.id)
+    removed = await store.remove_job(conn, "waiting")
+    assert removed is not None and removed.id == waiting.id
+    assert await store.get_job(conn, waiting.id) is None
+    kept = await store.remove_job(conn, "running")
+    assert kept is not None and kept.id == running.id
+    assert (kept.key, kept.attempts == kept.max_attempts, kept.locked_by) == (
+        None,
+        True,
+        "worker-1",
+    )
+    assert await store.remove_job(conn, "no-such-key") is None
+
+
+async def test_admin_functions_skip_live_locks_but_not_stale_ones(
+    conn: AsyncConn, store: Store
+) -> None:
+    free = await store.add_job(conn, "t")
+    live = await store.add_job(conn, "t")
+    stale = await store.add_job(conn, "t")
+    await lock_job(conn, live.id, age="1 hour")
+    await lock_job(conn, stale.id, age="5 hours")
+    ids = [free.id, live.id, stale.id]
+
+    when = datetime(2035, 5, 5, tzinfo=UTC)
+    moved = await store.reschedule_jobs(
+        conn, ids, run_at=when, priority=3, attempts=0, max_attempts=9
+    )
+    assert sorted(j.id for j in moved) == [free.id, stale.id]
+    assert all((j.run_at, j.priority, j.attempts, j.max_attempts) == (when, 3, 0, 9) for j in moved)
+    untouched = await store.reschedule_jobs(conn, [free.id])  # all None: nothing changes
+    assert (untouched[0].run_at, untouched[0].priority) == (when, 3)
+
+    failed = await store.permanently_fail_jobs(conn, ids, "gave up")
+    assert sorted(j.id for j in failed) == [free.id, stale.id]
+    assert all(j.last_error == "gave up" and j.attempts == j.max_attempts for j in failed)
+    default_reason = await store.permanently_fail_jobs(conn, [free.id])
+    assert default_reason[0].last_error == "Manually marked as failed"
+
+    done = await store.complete_jobs(conn, ids)
+    assert sorted(j.id for j in done) == [free.id, stale.id]
+    assert await count_jobs(conn) == 1
+
+
+async def test_force_unlock_workers_releases_jobs_and_queues(conn: AsyncConn, store: Store) -> None:
+    job = await store.add_job(conn, "t", queue_name="q")
+    other = await store.add_job(conn, "t")
+    await lock_job(conn, job.id, "dead-worker")
+    await lock_job(conn, other.id, "live-worker")
+    await conn.execute(
+        "update graphile_worker._private_job_queues"
+        " set locked_at = now(), locked_by = 'dead-worker'"
+    )
+    await store.force_unlock_workers(conn, ["dead-worker"])
+    assert (await store.get_job(conn, job.id)).locked_by is None  # type: ignore[union-attr]
+    assert (await store.get_job(conn, other.id)).locked_by == "live-worker"  # type: ignore[union-attr]
+    cur = await conn.execute("select locked_by from graphile_worker._private_job_queues")
+    assert await cur.fetchall() == [(None,)]
+
+
+BAD_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("identifier", {"identifier": ""}),
+    ("identifier", {"identifier": "x" * 129}),
+    ("identifier", {"identifier": 42}),
+    ("queue_name", {"queue_name": "q" * 129}),
+    ("queue_name", {"queue_name": ""}),
+    ("job_key", {"job_key": "k" * 513}),
+    ("job_key", {"job_key": ""}),
+    ("job_key", {"job_key": "a\x00b"}),
+    ("job_key_mode", {"job_key": "k", "job_key_mode": "upsert"}),
+    ("max_attempts", {"max_attempts": 0}),
+    ("max_attempts", {"max_attempts": 40000}),
+    ("priority", {"priority": 32768}),
+    ("priority", {"priority": -32769}),
+    ("priority", {"priority": 1.5}),
+    ("priority", {"priority": True}),
+    ("run_at", {"run_at": datetime(2030, 1, 1)}),
+    ("run_at", {"run_at": "tomorrow"}),
+    ("flags", {"flags": "slow"}),
+    ("flags", {"flags": ["ok", 3]}),
+    ("payload", {"payload": {"when": object()}}),
+    ("payload", {"payload": {1j: "complex key"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"), BAD_CALLS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_CALLS)]
+)
+async def test_bad_input_is_a_typed_error_naming_the_field_and_writes_nothing(
+    db_url: str, store: Store, field: str, kwargs: dict[str, Any]
+) -> None:
+    args = {"identifier": "task", **kwargs}
+    identifier = args.pop("identifier")
+    payload = args.pop("payload", None)
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:  # caller's transaction
+        await store.add_job(conn, "before")
+        with pytest.raises(JobSpecError) as info:
+            await store.add_job(conn, identifier, payload, **args)
+        assert info.value.field == field
+        if field == "payload":
+            assert isinstance(info.value, PayloadEncodeError)
+        # the caller's transaction is still usable: nothing was sent
+        assert await count_jobs(conn) == 1
+        await conn.commit()
+        assert await count_jobs(conn) == 1
+
+
+async def test_bad_spec_in_a_batch_names_its_index(conn: AsyncConn, store: Store) -> None:
+    specs = [JobSpec(identifier="ok"), JobSpec(identifier="ok", priority=99999)]
+    with pytest.raises(JobSpecError) as info:
+        await store.add_jobs(conn, specs)
+    assert info.value.field == "specs[1].priority"
+    dup = [JobSpec(identifier="a", job_key="k"), JobSpec(identifier="b", job_key="k")]
+    with pytest.raises(JobSpecError, match="twice"):
+        await store.add_jobs(conn, dup)
+    with pytest.raises(PayloadEncodeError) as enc:
+        await store.add_jobs(conn, [JobSpec(identifier="a", payload={"x": object()})])
+    assert enc.value.field == "specs[0].payload"
+    assert await count_jobs(conn) == 0
+
+
+async def test_database_errors_are_translated_at_one_place(conn: AsyncConn) -> None:
+    with pytest.raises(JobKeyModeError) as mode, translate_errors():
+        await conn.execute(
+            "select graphile_worker.add_job('t', job_key => 'k', job_key_mode => 'x')"
+        )
+    assert mode.value.sqlstate == "GWBKM"
+    assert isinstance(mode.value.__cause__, psycopg.Error)
+    with pytest.raises(JobSpecError) as check, translate_errors():
+        await conn.execute("select graphile_worker.add_job('t', max_attempts => 0)")
+    assert check.value.field == "max_attempts"
+    with pytest.raises(DatabaseError) as other, translate_errors():
+        await conn.execute("select * from graphile_worker.no_such_table")
+    assert other.value.sqlstate == "42P01"
+
+
+async def test_works_through_a_pool(db_url: str, store: Store) -> None:
+    async with AsyncConnectionPool(db_url, min_size=1, max_size=2, open=False) as pool:
+        job = await store.add_job(pool, "pooled", {"p": 1})
+        async with pool.connection() as other:
+            assert await store.get_job(other, job.id) == job  # committed by the pool
+
+
+async def _notifications(listener: AsyncConn, sentinel: str) -> list[dict[str, Any]]:
+    """Notifications on jobs:insert up to (not including) our sentinel, in order."""
+    seen: list[dict[str, Any]] = []
+    async for note in listener.notifies(timeout=10):
+        if note.payload == sentinel:
+            return seen
+        seen.append(json.loads(note.payload))
+    raise AssertionError("sentinel notification never arrived")
+
+
+@pytest.mark.embedded_smoke
+async def test_rollback_leaves_no_job_and_sends_no_notify(db_url: str, store: Store) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
+        await listener.execute('listen "jobs:insert"')
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            await store.add_job(conn, "t", {"n": 1})
+            await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
+            await conn.rollback()
+            assert await count_jobs(conn) == 0
+            await conn.execute("""select pg_notify('jobs:insert', 'sentinel')""")
+            await conn.commit()
+        assert await _notifications(listener, "sentinel") == []
+
+
+@pytest.mark.embedded_smoke
+async def test_commit_delivers_exactly_one_notify_per_call(db_url: str, store: Store) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
+        await listener.execute('listen "jobs:insert"')
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            async with conn.transaction():
+                await store.add_job(conn, "t", {"n": 1})
+            async with conn.transaction():
+                await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
+            await conn.execute("""select pg_notify('jobs:insert', 'sentinel')""")
+            await conn.commit()
+        seen = await _notifications(listener, "sentinel")
+        assert [n["count"] for n in seen] == [1, 2]
+        assert all(isinstance(n["r"], float) for n in seen)
+
+
+async def test_an_exception_in_the_callers_block_rolls_the_job_back(
+    db_url: str, store: Store
+) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        async def callers_block() -> None:
+            async with conn.transaction():
+                await store.add_job(conn, "t")
+                raise RuntimeError("caller failed")
+
+        with pytest.raises(RuntimeError):
+            await callers_block()
+        assert await count_jobs(conn) == 0
+
+
+@pytest.mark.embedded_smoke
+async def test_add_never_returns_null_when_a_worker_locks_the_keyed_job_mid_call(
+    db_url: str, store: Store
+) -> None:
+    """Upstream race #580, made deterministic.
+
+    A worker's lock on the keyed job is in flight (uncommitted) when add_job runs: add_job's
+    first statement still sees the job as available, its insert then waits on the key, and
+    finds the job locked once the worker commits. add_job must still return a job.
+    """
+    async with (
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as setup,
+        await psycopg.AsyncConnection.connect(db_url) as worker,
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as adder,
+    ):
+        old = await store.add_job(setup, "t", {"v": 1}, job_key="k")
+        await lock_job(worker, old.id)  # not committed yet
+        result: list[Job] = []
+
+        async def add() -> None:
+            result.append(await store.add_job(adder, "t", {"v": 2}, job_key="k"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(add)
+            await wait_until(
+                lambda: is_waiting_on_lock(setup, adder.info.backend_pid),
+                what="add_job to block on the worker's lock",
+            )
+            await worker.commit()
+        [new] = result
+        assert new.id != old.id and new.key == "k" and new.payload == {"v": 2}
+        detached = await store.get_job(setup, old.id)
+        assert detached is not None and detached.key is None
+
+
+async def test_concurrent_adds_on_one_key_with_a_busy_worker_never_fail(
+    db_url: str, store: Store
+) -> None:
+    """Many adders and a worker that keeps locking and finishing the keyed job."""
+    stop = anyio.Event()
+    returned: list[Job] = []
+
+    async def adder() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+            for i in range(40):
+                returned.append(await store.add_job(c, "t", {"i": i}, job_key="hot"))
+
+    async def worker() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+            while not stop.is_set():
+                await c.execute(
+                    "update graphile_worker._private_jobs set locked_at = now(),"
+                    " locked_by = 'w', attempts = attempts + 1 where key = 'hot' and is_available"
+                )
+                await c.execute("delete from graphile_worker._private_jobs where locked_by = 'w'")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker)
+        async with anyio.create_task_group() as adders:
+            for _ in range(4):
+                adders.start_soon(adder)
+        stop.set()
+    assert len(returned) == 160
+    assert all(job.key == "hot" and job.id is not None for job in returned)
