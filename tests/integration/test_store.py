@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from tests.support.dbtools import count_jobs, is_waiting_on_lock, lock_job, wait_until
+from tests.support.dbtools import count_jobs, lock_job, run_while_lock_in_flight
 from zodworker import (
     DatabaseError,
     Job,
@@ -384,26 +384,12 @@ async def test_add_never_returns_null_when_a_worker_locks_the_keyed_job_mid_call
     first statement still sees the job as available, its insert then waits on the key, and
     finds the job locked once the worker commits. add_job must still return a job.
     """
-    async with (
-        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as setup,
-        await psycopg.AsyncConnection.connect(db_url) as worker,
-        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as adder,
-    ):
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as setup:
         old = await store.add_job(setup, "t", {"v": 1}, job_key="k")
-        await lock_job(worker, old.id)  # not committed yet
-        result: list[Job] = []
-
-        async def add() -> None:
-            result.append(await store.add_job(adder, "t", {"v": 2}, job_key="k"))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(add)
-            await wait_until(
-                lambda: is_waiting_on_lock(setup, adder.info.backend_pid),
-                what="add_job to block on the worker's lock",
-            )
-            await worker.commit()
-        [new] = result
+        new = await run_while_lock_in_flight(
+            db_url, old.id, lambda c: store.add_job(c, "t", {"v": 2}, job_key="k")
+        )
+        assert isinstance(new, Job)
         assert new.id != old.id and new.key == "k" and new.payload == {"v": 2}
         detached = await store.get_job(setup, old.id)
         assert detached is not None and detached.key is None

@@ -51,3 +51,33 @@ async def is_waiting_on_lock(observer: AsyncConn, pid: int) -> bool:
     )
     row = await cur.fetchone()
     return bool(row and row[0])
+
+
+async def run_while_lock_in_flight(
+    db_url: str, job_id: int, action: Callable[[AsyncConn], Awaitable[object]]
+) -> object:
+    """Run ``action`` while a worker's lock on ``job_id`` is uncommitted, then commit it.
+
+    ``action`` runs on its own autocommit connection; we wait (polling pg_stat_activity)
+    until it blocks on the worker's row lock, then commit the worker's transaction, and
+    return what ``action`` returned. This makes the lock-mid-add race deterministic.
+    """
+    result: list[object] = []
+    async with (
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as observer,
+        await psycopg.AsyncConnection.connect(db_url) as worker,
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as actor,
+    ):
+        await lock_job(worker, job_id)
+
+        async def act() -> None:
+            result.append(await action(actor))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(act)
+            await wait_until(
+                lambda: is_waiting_on_lock(observer, actor.info.backend_pid),
+                what="the action to block on the worker's lock",
+            )
+            await worker.commit()
+    return result[0]
