@@ -1,0 +1,60 @@
+"""A non-editable install into a fresh virtualenv, outside the checkout, works: the SQL
+files ship inside the wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_pip_install_then_migrate_from_outside_the_checkout(
+    tmp_path: Path, empty_db_url: str
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(ROOT)],
+        check=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    script = textwrap.dedent(
+        """
+        import asyncio, sys, psycopg, zodworker
+        from zodworker import sqlfiles
+        assert "site-packages" in zodworker.__file__, zodworker.__file__
+        assert "site-packages" in str(sqlfiles._sql_root()), sqlfiles._sql_root()
+        async def main():
+            async with await psycopg.AsyncConnection.connect(sys.argv[1], autocommit=True) as c:
+                result = await zodworker.migrate(c)
+                job = await zodworker.Store().add_job(c, "installed", {"ok": True})
+                print(result.after, job.task_identifier)
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [str(python), "-c", script, empty_db_url],
+        check=True,
+        timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.split() == ["20", "installed"]
+    cli = subprocess.run(
+        [str(venv / "bin" / "zodworker"), "-c", empty_db_url, "status"],
+        check=True,
+        timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert cli.stdout.split()[-5:] == ["installed", "1", "0", "0", "0"]

@@ -1,0 +1,89 @@
+"""Property tests for job spec validation: valid specs pass, each kind of bad input is
+rejected with the right field, and the limits match the database's constraints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zodworker import JobSpec, JobSpecError, PayloadEncodeError
+from zodworker.job import check_key_mode, check_spec, encode_payload
+
+text_ok = st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s)
+aware = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))]))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=10,
+)
+
+valid_specs = st.builds(
+    JobSpec,
+    identifier=text_ok,
+    payload=json_values,
+    queue_name=st.none() | text_ok,
+    run_at=st.none() | aware,
+    max_attempts=st.none() | st.integers(1, 32767),
+    job_key=st.none() | st.text(min_size=1, max_size=512).filter(lambda s: "\x00" not in s),
+    priority=st.none() | st.integers(-32768, 32767),
+    flags=st.none() | st.lists(text_ok, max_size=3),
+)
+
+
+@given(valid_specs)
+def test_valid_specs_pass(spec: JobSpec) -> None:
+    check_spec(spec)
+    encode_payload(spec.payload)
+
+
+@given(st.integers().filter(lambda n: not -32768 <= n <= 32767))
+def test_priority_outside_smallint_is_rejected(priority: int) -> None:
+    with pytest.raises(JobSpecError) as info:
+        check_spec(JobSpec(identifier="t", priority=priority))
+    assert info.value.field == "priority"
+
+
+@given(st.integers().filter(lambda n: not 1 <= n <= 32767))
+def test_max_attempts_outside_range_is_rejected(max_attempts: int) -> None:
+    with pytest.raises(JobSpecError) as info:
+        check_spec(JobSpec(identifier="t", max_attempts=max_attempts))
+    assert info.value.field == "max_attempts"
+
+
+@given(
+    st.sampled_from([("identifier", 128), ("queue_name", 128), ("job_key", 512)]),
+    st.integers(1, 600),
+)
+def test_text_limits_match_the_schema(field_limit: tuple[str, int], extra: int) -> None:
+    field, limit = field_limit
+    kwargs = {"identifier": "t", field: "x" * limit}
+    check_spec(JobSpec(**kwargs))  # exactly at the limit is fine
+    kwargs[field] = "x" * (limit + extra)
+    with pytest.raises(JobSpecError) as info:
+        check_spec(JobSpec(**kwargs))
+    assert info.value.field == field
+    assert str(limit) in str(info.value)
+
+
+@given(st.text().filter(lambda m: m not in {"replace", "preserve_run_at", "unsafe_dedupe"}))
+def test_unknown_key_modes_are_rejected(mode: str) -> None:
+    with pytest.raises(JobSpecError) as info:
+        check_key_mode(mode)
+    assert info.value.field == "job_key_mode"
+    assert "preserve_run_at" in str(info.value)
+
+
+@given(st.datetimes(timezones=st.none()))
+def test_naive_run_at_is_rejected_with_a_fix(run_at: datetime) -> None:
+    with pytest.raises(JobSpecError, match="timezone-aware"):
+        check_spec(JobSpec(identifier="t", run_at=run_at))
+
+
+@pytest.mark.parametrize("bad", [object(), {1j: 1}, float("inf") * 0j])
+def test_unencodable_payloads_raise_payload_encode_error(bad: object) -> None:
+    with pytest.raises(PayloadEncodeError) as info:
+        encode_payload(bad)
+    assert info.value.field == "payload"
