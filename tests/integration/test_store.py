@@ -364,6 +364,7 @@ async def test_an_exception_in_the_callers_block_rolls_the_job_back(
     db_url: str, store: Store
 ) -> None:
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
+
         async def callers_block() -> None:
             async with conn.transaction():
                 await store.add_job(conn, "t")
