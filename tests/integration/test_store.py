@@ -425,3 +425,18 @@ async def test_concurrent_adds_on_one_key_with_a_busy_worker_never_fail(
         stop.set()
     assert len(returned) == 160
     assert all(job.key == "hot" and job.id is not None for job in returned)
+
+
+async def test_the_callers_connection_settings_are_left_alone(db_url: str, store: Store) -> None:
+    from psycopg.rows import dict_row
+
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        job = await store.add_job(conn, "brand_new_task", {"a": 1}, queue_name="brand_new_queue")
+        assert (job.task_identifier, job.queue_name) == ("brand_new_task", "brand_new_queue")
+        [again] = await store.add_jobs(conn, [JobSpec(identifier="another_new_one")])
+        assert again.task_identifier == "another_new_one"
+        cur = await conn.execute("""select '{"x": 1.5}'::json as doc""")
+        row = await cur.fetchone()
+        assert row == {"doc": {"x": 1.5}}  # still dict rows, still psycopg's own JSON loader
