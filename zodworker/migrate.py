@@ -12,6 +12,10 @@ migrate one database at the same time:
    ``migrations`` row. Two processes applying the same revision collide on that primary key;
    the loser rolls back and counts it as done.
 
+zodworker's own tables (``_zodworker_*``, e.g. the pool heartbeats behind crash recovery)
+are migrated afterwards from ``sql/zodworker``, recorded in ``_zodworker_migrations`` with
+the same protocol, so graphile-worker's revision never changes because of them.
+
 Our ``000019.sql`` is a baseline: on an empty database it creates the whole revision-19
 schema and records revisions 1..19 at once. A database between revisions 1 and 18 (an old
 graphile-worker) must be upgraded by graphile-worker first (:class:`UnsupportedRevisionError`).
@@ -60,6 +64,8 @@ class MigrationResult:
     """The revision it is at now."""
     applied: list[int] = field(default_factory=list)
     """Revisions this call applied (others may have been applied concurrently by others)."""
+    own_applied: list[int] = field(default_factory=list)
+    """zodworker's own migrations (``sql/zodworker``) this call applied."""
 
 
 def latest_revision() -> int:
@@ -134,35 +140,32 @@ async def _read_state(
 
 
 async def _apply(
-    conn: psycopg.AsyncConnection[Any], schema: str, migration: sqlfiles.Migration, first: int
+    conn: psycopg.AsyncConnection[Any],
+    schema: str,
+    migration: sqlfiles.Migration,
+    record: sql.Composed,
+    record_params: tuple[object, ...],
+    *,
+    announce: bool,
 ) -> bool:
-    """Apply one migration file recording revisions ``first..migration.revision``.
-
-    Returns False when another process applied it first.
-    """
-    ids = list(range(first, migration.revision + 1))
-    s = _ident(schema)
+    """Apply one migration file in one transaction whose first statement is ``record``
+    (the insert of its migrations row(s)). Returns False when another process applied it
+    first: the two collide on that row's primary key, and the loser counts it as done."""
     recorded = False
     try:
         async with conn.transaction():
-            # Must come first: a concurrent migrator collides here, before doing any work.
-            await conn.execute(
-                sql.SQL(
-                    "insert into {s}.migrations (id, breaking)"
-                    " select id, id = any(%s) from unnest(%s::int[]) as id"
-                ).format(s=s),
-                (sorted(sqlfiles.BREAKING_REVISIONS), ids),
-            )
+            await conn.execute(record, record_params)
             recorded = True
             await conn.execute(sqlfiles.render(migration.text, schema))
-            await conn.execute(
-                "select pg_notify('worker:migrate', %s)",
-                (
-                    json.dumps(
-                        {"migrationNumber": migration.revision, "breaking": migration.breaking}
+            if announce:  # worker:migrate is graphile-worker's channel: its revisions only
+                await conn.execute(
+                    "select pg_notify('worker:migrate', %s)",
+                    (
+                        json.dumps(
+                            {"migrationNumber": migration.revision, "breaking": migration.breaking}
+                        ),
                     ),
-                ),
-            )
+                )
     except psycopg.Error as exc:
         if not recorded and exc.sqlstate in _CLASH:
             logger.debug("revision %s was applied by another process", migration.revision)
@@ -171,6 +174,49 @@ async def _apply(
             f"migration {migration.revision:06d} failed on schema {schema!r}: {exc}"
         ) from exc
     return True
+
+
+def _record_graphile(schema: str, first: int, last: int) -> tuple[sql.Composed, tuple[object, ...]]:
+    query = sql.SQL(
+        "insert into {s}.migrations (id, breaking)"
+        " select id, id = any(%s) from unnest(%s::int[]) as id"
+    ).format(s=_ident(schema))
+    return query, (sorted(sqlfiles.BREAKING_REVISIONS), list(range(first, last + 1)))
+
+
+async def _migrate_own(conn: psycopg.AsyncConnection[Any], schema: str) -> list[int]:
+    """Apply zodworker's own migrations, recorded in ``<schema>._zodworker_migrations``."""
+    s = _ident(schema)
+    for attempt in range(_BOOTSTRAP_ATTEMPTS):
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    sql.SQL(
+                        "create table if not exists {s}._zodworker_migrations("
+                        " id int primary key, ts timestamptz default now() not null)"
+                    ).format(s=s)
+                )
+            break
+        except psycopg.Error as exc:
+            if exc.sqlstate not in _CLASH or attempt == _BOOTSTRAP_ATTEMPTS - 1:
+                raise MigrationError(
+                    f"cannot create {schema}._zodworker_migrations: {exc}"
+                ) from exc
+            await anyio.sleep(0.05 + random.random() * 0.2)
+    async with conn.transaction():
+        cur = await conn.execute(
+            sql.SQL("select max(id) from {s}._zodworker_migrations").format(s=s)
+        )
+        row = await cur.fetchone()
+    current = row[0] if row and row[0] is not None else 0
+    applied = []
+    record = sql.SQL("insert into {s}._zodworker_migrations (id) values (%s)").format(s=s)
+    for migration in sqlfiles.own_migrations():
+        if migration.revision > current and await _apply(
+            conn, schema, migration, record, (migration.revision,), announce=False
+        ):
+            applied.append(migration.revision)
+    return applied
 
 
 async def _wait_for_revision(
@@ -223,11 +269,21 @@ async def migrate(
         if migration.revision <= current:
             continue
         first = 1 if migration.revision == BASELINE else migration.revision
-        if await _apply(conn, schema, migration, first):
+        record, params = _record_graphile(schema, first, migration.revision)
+        if await _apply(conn, schema, migration, record, params, announce=True):
             applied.append(migration.revision)
         elif migration.revision == BASELINE:
             await _wait_for_revision(conn, schema, BASELINE)
         current = migration.revision
-    if applied:
-        logger.info("schema %r migrated to revision %s (applied %s)", schema, current, applied)
-    return MigrationResult(before=before, after=max(current, before or 0), applied=applied)
+    own_applied = await _migrate_own(conn, schema)
+    if applied or own_applied:
+        logger.info(
+            "schema %r migrated to revision %s (applied %s; zodworker additions %s)",
+            schema,
+            current,
+            applied,
+            own_applied,
+        )
+    return MigrationResult(
+        before=before, after=max(current, before or 0), applied=applied, own_applied=own_applied
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-__all__ = ["Migration", "migrations", "query", "render"]
+__all__ = ["BREAKING_REVISIONS", "Migration", "migrations", "own_migrations", "query", "render"]
 
 _PLACEHOLDER = re.compile(r":SCHEMA\b")
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -57,16 +57,26 @@ def render(text: str, schema: str) -> bytes:
     return sql.Composed(pieces).as_bytes(None)
 
 
+def _migration_files(folder: str, breaking: frozenset[int]) -> tuple[Migration, ...]:
+    found = []
+    for path in sorted((_sql_root() / folder).glob("[0-9][0-9][0-9][0-9][0-9][0-9].sql")):
+        revision = int(path.stem)
+        found.append(Migration(revision, revision in breaking, path.read_text("utf-8")))
+    if not found:
+        raise RuntimeError(f"no migration files found under {_sql_root() / folder}")
+    return tuple(found)
+
+
 @functools.cache
 def migrations() -> tuple[Migration, ...]:
-    """Every migration file, in revision order."""
-    found = []
-    for path in sorted((_sql_root() / "migrations").glob("[0-9][0-9][0-9][0-9][0-9][0-9].sql")):
-        revision = int(path.stem)
-        found.append(Migration(revision, revision in BREAKING_REVISIONS, path.read_text("utf-8")))
-    if not found:
-        raise RuntimeError(f"no migration files found under {_sql_root()}")
-    return tuple(found)
+    """graphile-worker's schema revisions we implement (``sql/migrations``), in order."""
+    return _migration_files("migrations", BREAKING_REVISIONS)
+
+
+@functools.cache
+def own_migrations() -> tuple[Migration, ...]:
+    """zodworker's own additions (``sql/zodworker``), in order; recorded separately."""
+    return _migration_files("zodworker", frozenset())
 
 
 @functools.cache

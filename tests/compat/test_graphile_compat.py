@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.dbtools import lock_job, run_while_lock_in_flight
 from tests.support.graphile import GraphileWorker, graphile_worker
-from tests.support.reference import reference_schema
+from tests.support.reference import graphile_objects, reference_schema
 from tests.support.schema_snapshot import diff, snapshot
 from zodworker import Job, Store, migrate
 
@@ -27,9 +27,9 @@ def gw() -> GraphileWorker:
 
 
 def _state(url: str, schema: str = SCHEMA) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    """The schema snapshot and the migrations rows including their timestamps."""
+    """graphile-worker's part of the schema and its migrations rows, with timestamps."""
     with psycopg.connect(url, autocommit=True) as conn:
-        snap = snapshot(conn, schema)
+        snap = graphile_objects(snapshot(conn, schema))
         rows = conn.execute(
             psycopg.sql.SQL("select id, ts, breaking from {}.migrations order by id").format(
                 psycopg.sql.Identifier(schema)
@@ -46,6 +46,7 @@ async def test_a_graphile_migrated_database_is_used_as_is(
     async with await psycopg.AsyncConnection.connect(empty_db_url, autocommit=True) as conn:
         result = await migrate(conn)
     assert (result.before, result.after, result.applied) == (20, 20, [])
+    assert result.own_applied == [1]  # our own tables, beside graphile-worker's
     assert _state(empty_db_url) == before
 
 
@@ -83,7 +84,7 @@ def test_c_our_schema_equals_graphile_workers(gw: GraphileWorker, db_url: str) -
     """Against the checked-in dump and against a live graphile-worker install."""
     gw.schema_only(db_url, "gw_live")
     with psycopg.connect(db_url, autocommit=True) as conn:
-        ours = snapshot(conn, SCHEMA)
+        ours = graphile_objects(snapshot(conn, SCHEMA))
         live = snapshot(conn, "gw_live")
     assert diff(reference_schema(), ours, labels=("graphile-worker", "zodworker")) == []
     assert diff(live, ours, labels=("graphile-worker", "zodworker")) == []

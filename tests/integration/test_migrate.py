@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support.reference import reference_schema
+from tests.support.reference import graphile_objects, reference_schema
 from tests.support.schema_snapshot import diff, snapshot
 from zodworker import (
     IncompatibleSchemaError,
@@ -46,6 +46,7 @@ async def test_fresh_database_gets_every_revision_recorded(empty_db_url: str) ->
     async with await _connect(empty_db_url) as conn:
         result = await migrate(conn)
         assert (result.before, result.after, result.applied) == (None, 20, [19, 20])
+        assert result.own_applied == [1]
         assert latest_revision() == 20
         assert await _migration_rows(conn, "graphile_worker") == _expected_rows(20)
         again = await migrate(conn)
@@ -151,6 +152,7 @@ async def test_eight_concurrent_migrators_end_in_one_correct_schema(empty_db_url
                 tg.start_soon(one, conn)
         applied = sorted(rev for r in results for rev in r.applied)
         assert applied == [19, 20]  # each revision applied by exactly one of them
+        assert sorted(rev for r in results for rev in r.own_applied) == [1]
         assert all(r.after == 20 for r in results)
         assert await _migration_rows(conns[0], "graphile_worker") == _expected_rows(20)
     finally:
@@ -158,4 +160,4 @@ async def test_eight_concurrent_migrators_end_in_one_correct_schema(empty_db_url
             await conn.close()
     with psycopg.connect(empty_db_url) as sync_conn:
         ours = snapshot(sync_conn, "graphile_worker")
-    assert diff(reference_schema(), ours) == []
+    assert diff(reference_schema(), graphile_objects(ours)) == []
