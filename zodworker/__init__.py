@@ -5,25 +5,40 @@ Node workers can run each other's jobs. The public surface is re-exported here.
 """
 
 from .errors import (
+    ConfigError,
     DatabaseError,
     IncompatibleSchemaError,
     JobKeyModeError,
     JobSpecError,
     MigrationError,
     PayloadEncodeError,
+    TaskLoadError,
     UnsupportedRevisionError,
+    WorkerError,
     ZodworkerError,
 )
+from .events import Event, EventName, Events
+from .helpers import AbortSignal, JobHelpers
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
 from .migrate import MigrationResult, latest_revision, migrate
+from .options import WorkerOptions
+from .runner import Task, WorkerPool, run, run_once
 from .store import AsyncTarget, Store
+from .tasks import Handler, load_task_directory
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "AbortSignal",
     "AsyncTarget",
+    "ConfigError",
     "DatabaseError",
+    "Event",
+    "EventName",
+    "Events",
+    "Handler",
     "IncompatibleSchemaError",
     "Job",
+    "JobHelpers",
     "JobKeyMode",
     "JobKeyModeError",
     "JobSpec",
@@ -32,8 +47,16 @@ __all__ = [
     "MigrationResult",
     "PayloadEncodeError",
     "Store",
+    "Task",
+    "TaskLoadError",
     "UnsupportedRevisionError",
+    "WorkerError",
+    "WorkerOptions",
+    "WorkerPool",
     "ZodworkerError",
     "latest_revision",
+    "load_task_directory",
     "migrate",
+    "run",
+    "run_once",
 ]

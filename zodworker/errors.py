@@ -3,8 +3,11 @@
 ::
 
     ZodworkerError
+    ├── ConfigError (also ValueError)       a bad option; names the option and the fix
     ├── JobSpecError (also ValueError)      bad input to add_job / add_jobs; nothing written
     │   └── PayloadEncodeError              the payload cannot be encoded as JSON
+    ├── TaskLoadError                       task handlers cannot be loaded (file, identifier)
+    ├── WorkerError                         a worker pool stopped on an unrecoverable error
     ├── MigrationError                      the schema cannot be brought to our revision
     │   ├── IncompatibleSchemaError         a newer *breaking* revision is installed (exit 57)
     │   └── UnsupportedRevisionError        a revision too old for us to upgrade in place
@@ -18,20 +21,59 @@ with ``raise ... from exc`` so the original stays attached.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 __all__ = [
+    "ConfigError",
     "DatabaseError",
     "IncompatibleSchemaError",
     "JobKeyModeError",
     "JobSpecError",
     "MigrationError",
     "PayloadEncodeError",
+    "TaskLoadError",
     "UnsupportedRevisionError",
+    "WorkerError",
     "ZodworkerError",
 ]
 
 
 class ZodworkerError(Exception):
     """Base class of every error zodworker raises on purpose."""
+
+
+class ConfigError(ZodworkerError, ValueError):
+    """An option is invalid. ``field`` names it; the message says what is accepted."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class TaskLoadError(ZodworkerError):
+    """Task handlers could not be loaded: a task module failed, or a task list is invalid.
+
+    ``path`` is the offending file or directory (``None`` for an in-memory task list) and
+    ``identifier`` the task concerned, when known. The message names both and says how to fix
+    the problem. When a module failed to import, the original exception is ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        identifier: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path: Path | None = None if path is None else Path(path)
+        self.identifier = identifier
+
+
+class WorkerError(ZodworkerError):
+    """A worker pool stopped because of an error it cannot recover from (for example
+    ``max_contiguous_errors`` failed fetches in a row). ``__cause__`` is the last error."""
 
 
 class JobSpecError(ZodworkerError, ValueError):

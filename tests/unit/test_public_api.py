@@ -9,7 +9,21 @@ import pytest
 
 import zodworker
 
-MODULES = ["errors", "job", "migrate", "store", "sqlfiles", "embedded", "cli"]
+MODULES = [
+    "errors",
+    "job",
+    "migrate",
+    "store",
+    "sqlfiles",
+    "embedded",
+    "cli",
+    "events",
+    "helpers",
+    "options",
+    "runner",
+    "tasks",
+    "worker_store",
+]
 
 
 def test_top_level_all_is_sorted_and_exact() -> None:

@@ -1,0 +1,161 @@
+-- Runtime queries of the worker pool (zodworker.worker_store). Jobs are locked with the
+-- pool's id as locked_by, like graphile-worker, so admin functions and Node workers agree.
+
+-- name: task_ids
+-- Register the identifiers this pool can run (missing ones only), then return their ids.
+with wanted as (select unnest(%s::text[]) as identifier),
+inserted as (
+  insert into :SCHEMA._private_tasks (identifier)
+  select wanted.identifier from wanted
+  where not exists (
+    select 1 from :SCHEMA._private_tasks as known where known.identifier = wanted.identifier
+  )
+  on conflict do nothing
+  returning id, identifier
+)
+select id, identifier from inserted
+union
+select tasks.id, tasks.identifier
+from :SCHEMA._private_tasks as tasks inner join wanted using (identifier);
+
+-- name: get_jobs
+-- Lock up to N runnable jobs: available, due, of a task this pool runs, none of the
+-- forbidden flags, and no queue or a queue nobody holds. At most one job per named queue
+-- per batch: the queue row is locked with its job, so a queue runs one job at a time
+-- across the cluster. Parameters: pool id, task ids, forbidden flags, N.
+with available_queues as (
+  select job_queues.id
+  from :SCHEMA._private_job_queues as job_queues
+  where job_queues.is_available = true
+  for update skip locked
+),
+candidates as (
+  select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at
+  from :SCHEMA._private_jobs as jobs
+  where jobs.is_available = true
+    and jobs.run_at <= now()
+    and jobs.task_id = any(%(task_ids)s::int[])
+    and (jobs.job_queue_id is null or jobs.job_queue_id in (select id from available_queues))
+    and ((jobs.flags ?| %(forbidden)s::text[]) is not true)
+  order by jobs.priority, jobs.run_at
+  limit %(n)s
+  for update of jobs skip locked
+),
+picked as (
+  select distinct on (coalesce(candidates.job_queue_id::bigint, -candidates.id)) candidates.id,
+    candidates.job_queue_id
+  from candidates
+  order by coalesce(candidates.job_queue_id::bigint, -candidates.id), candidates.priority,
+    candidates.run_at
+),
+locked_queues as (
+  update :SCHEMA._private_job_queues as job_queues
+  set locked_by = %(pool_id)s::text, locked_at = now()
+  from picked
+  where job_queues.id = picked.job_queue_id
+)
+update :SCHEMA._private_jobs as jobs
+set attempts = jobs.attempts + 1, locked_by = %(pool_id)s::text, locked_at = now()
+from picked
+left join :SCHEMA._private_job_queues as names on names.id = picked.job_queue_id
+where jobs.id = picked.id
+returning jobs.id, jobs.job_queue_id, jobs.task_id, jobs.payload, jobs.priority, jobs.run_at,
+  jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at,
+  jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags, names.queue_name;
+
+-- name: complete_locked_jobs
+-- Delete finished jobs and release the queues this pool held for them.
+with done as (
+  delete from :SCHEMA._private_jobs as jobs
+  where jobs.id = any(%(ids)s::bigint[])
+  returning jobs.job_queue_id
+)
+update :SCHEMA._private_job_queues as job_queues
+set locked_by = null, locked_at = null
+from done
+where job_queues.id = done.job_queue_id and job_queues.locked_by = %(pool_id)s::text;
+
+-- name: fail_jobs
+-- Record each failure and schedule the retry: exp(least(attempts, 10)) seconds after
+-- the later of now and the job's run_at. A replacement payload (batch jobs: only the
+-- failed elements) overrides the stored one. Parameter: JSON array of
+-- {"id", "message", "payload"?}, and the pool id.
+with failures as (
+  select (f->>'id')::bigint as id, f->>'message' as message, f->'payload' as payload
+  from json_array_elements(%(failures)s::json) as f
+),
+failed as (
+  update :SCHEMA._private_jobs as jobs
+  set last_error = failures.message,
+      run_at = greatest(now(), jobs.run_at) + exp(least(jobs.attempts, 10)) * interval '1 second',
+      locked_by = null,
+      locked_at = null,
+      payload = coalesce(failures.payload, jobs.payload),
+      updated_at = now()
+  from failures
+  where jobs.id = failures.id and jobs.locked_by = %(pool_id)s::text
+  returning jobs.job_queue_id
+)
+update :SCHEMA._private_job_queues as job_queues
+set locked_by = null, locked_at = null
+from failed
+where job_queues.id = failed.job_queue_id and job_queues.locked_by = %(pool_id)s::text;
+
+-- name: return_jobs
+-- Give back jobs this pool fetched but never started (shutdown, local queue expiry):
+-- unlock them and take back the attempt the fetch counted.
+with returned as (
+  update :SCHEMA._private_jobs as jobs
+  set attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null
+  where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(pool_id)s::text
+  returning jobs.job_queue_id
+)
+update :SCHEMA._private_job_queues as job_queues
+set locked_by = null, locked_at = null
+from returned
+where job_queues.id = returned.job_queue_id and job_queues.locked_by = %(pool_id)s::text;
+
+-- name: reset_stale_locks
+-- graphile-worker's sweep: locks older than 4 hours are abandoned.
+with jobs_reset as (
+  update :SCHEMA._private_jobs as jobs
+  set locked_at = null, locked_by = null, run_at = greatest(jobs.run_at, now())
+  where jobs.locked_at < now() - interval '4 hours'
+)
+update :SCHEMA._private_job_queues as job_queues
+set locked_at = null, locked_by = null
+where job_queues.locked_at < now() - interval '4 hours';
+
+-- name: register_pool
+insert into :SCHEMA._zodworker_pools (pool_id, hostname, pid)
+values (%(pool_id)s, %(hostname)s, %(pid)s)
+on conflict (pool_id) do update set last_seen = now();
+
+-- name: heartbeat
+-- Returns the row when the pool is still registered; no row means another pool presumed
+-- this one dead and released its locks.
+update :SCHEMA._zodworker_pools
+set last_seen = now()
+where pool_id = %(pool_id)s
+returning pool_id;
+
+-- name: unregister_pool
+delete from :SCHEMA._zodworker_pools where pool_id = %(pool_id)s;
+
+-- name: reap_dead_pools
+-- Pools silent for longer than the recovery timeout are presumed dead: forget them and
+-- release every job and queue lock they held. Returns the ids of the released jobs.
+with dead as (
+  delete from :SCHEMA._zodworker_pools as pools
+  where pools.last_seen < now() - %(timeout)s::interval
+  returning pools.pool_id
+),
+released_queues as (
+  update :SCHEMA._private_job_queues as job_queues
+  set locked_at = null, locked_by = null
+  where job_queues.locked_by in (select pool_id from dead)
+)
+update :SCHEMA._private_jobs as jobs
+set locked_at = null, locked_by = null
+where jobs.locked_by in (select pool_id from dead)
+returning jobs.id;

@@ -1,0 +1,134 @@
+"""Worker pool options: graphile-worker's names and defaults, validated once.
+
+Times are in seconds (graphile-worker takes milliseconds on its command line; our command
+line converts). Every field has a documented default; :class:`WorkerOptions` rejects bad
+values at construction with a :class:`~zodworker.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from .errors import ConfigError
+from .events import Events
+from .job import DEFAULT_SCHEMA
+
+__all__ = ["ForbiddenFlags", "WorkerOptions"]
+
+ForbiddenFlags = (
+    Sequence[str] | Callable[[], Sequence[str] | Awaitable[Sequence[str] | None] | None] | None
+)
+"""Jobs carrying any of these flags are not fetched. A callable (sync or async) is
+evaluated before each fetch, so the set can change at run time (e.g. rate limits)."""
+
+_MAX_SECONDS: Final = 7 * 24 * 3600.0
+
+
+def _new_pool_id() -> str:
+    return f"zodworker-{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerOptions:
+    """How a worker pool runs. All fields are optional."""
+
+    connection: str | None = None
+    """PostgreSQL URL. Default: ``DATABASE_URL``, else the embedded server."""
+    schema: str = DEFAULT_SCHEMA
+    concurrency: int = 1
+    """Jobs run at the same time in this pool."""
+    poll_interval: float = 2.0
+    """Seconds between fetches when idle; LISTEN/NOTIFY wakes the pool sooner."""
+    max_pool_size: int = 10
+    """Database connections the pool may open (plus one dedicated LISTEN connection)."""
+    forbidden_flags: ForbiddenFlags = None
+    use_prepared_statements: bool = True
+    local_queue_size: int = -1
+    """Jobs fetched per query and held locally; -1 fetches only for idle slots."""
+    local_queue_ttl: float = 300.0
+    """Locally held jobs not started within this many seconds are returned."""
+    local_queue_refetch_delay: float = 0.0
+    """After a fetch that found fewer jobs than asked, wait at least this long before
+    fetching again unless a notification arrives (dampens load from many idle pools)."""
+    complete_job_batch_delay: float = 0.0
+    """Seconds to gather completions into one query; 0 (or -1) sends them as soon as the
+    previous batch is written, which still batches under load."""
+    fail_job_batch_delay: float = 0.0
+    graceful_shutdown_abort_timeout: float = 5.0
+    """After a graceful shutdown starts, running handlers get their abort signal after this."""
+    handle_signals: bool = True
+    """First SIGINT/SIGTERM: graceful shutdown; second: forceful. Off for library use."""
+    max_contiguous_errors: int = 10
+    """Consecutive fetch failures after which the pool stops with a fatal error."""
+    heartbeat_interval: float = 5.0
+    """Seconds between this pool's liveness updates."""
+    recovery_timeout: float = 30.0
+    """A zodworker pool silent for this long is presumed dead; its jobs run again."""
+    sweep_stale_locks: bool = True
+    """Also run graphile-worker's 4-hour stale-lock sweep every 8-10 minutes."""
+    migrate: bool = True
+    """Install/upgrade the schema at start."""
+    pool_id: str = field(default_factory=_new_pool_id)
+    """This pool's id, written to locked_by of the jobs it runs."""
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("zodworker"))
+    events: Events = field(default_factory=Events)
+
+    def __post_init__(self) -> None:
+        _int(self, "concurrency", 1, 10_000)
+        _int(self, "max_pool_size", 1, 1_000)
+        _int(self, "max_contiguous_errors", 1, 1_000_000)
+        if self.local_queue_size != -1:
+            _int(self, "local_queue_size", 1, 100_000)
+        _seconds(self, "poll_interval", low=0.001)
+        _seconds(self, "local_queue_ttl", low=0.001)
+        _seconds(self, "local_queue_refetch_delay", low=0.0)
+        _seconds(self, "graceful_shutdown_abort_timeout", low=0.0)
+        _seconds(self, "heartbeat_interval", low=0.01)
+        _seconds(self, "recovery_timeout", low=0.03)
+        for name in ("complete_job_batch_delay", "fail_job_batch_delay"):
+            value = getattr(self, name)
+            if value != -1:
+                _seconds(self, name, low=0.0)
+        if self.recovery_timeout < 3 * self.heartbeat_interval:
+            raise ConfigError(
+                "recovery_timeout",
+                f"is {self.recovery_timeout}s but must be at least 3 x heartbeat_interval "
+                f"({3 * self.heartbeat_interval}s), or live pools would be taken for dead",
+            )
+        if not isinstance(self.schema, str) or not self.schema:
+            raise ConfigError("schema", "must be a non-empty string")
+        if not isinstance(self.pool_id, str) or not self.pool_id:
+            raise ConfigError("pool_id", "must be a non-empty string")
+        flags = self.forbidden_flags
+        if (
+            flags is not None
+            and not callable(flags)
+            and (isinstance(flags, str) or not all(isinstance(f, str) for f in flags))
+        ):
+            raise ConfigError(
+                "forbidden_flags", "must be a list of strings or a callable returning one"
+            )
+
+
+def _int(options: WorkerOptions, name: str, low: int, high: int) -> None:
+    value = getattr(options, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(name, f"is {value!r}; expected an integer from {low} to {high}")
+
+
+def _seconds(options: WorkerOptions, name: str, *, low: float) -> None:
+    value = getattr(options, name)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not low <= value <= _MAX_SECONDS
+    ):
+        raise ConfigError(
+            name, f"is {value!r}; expected seconds (a number) from {low} to {_MAX_SECONDS:.0f}"
+        )
