@@ -30,23 +30,28 @@ class AbortSignal:
     a forceful shutdown began, or the task's timeout expired. Works from async code and
     from worker threads."""
 
-    __slots__ = ("_async", "_thread", "reason")
+    __slots__ = ("_async", "_set_flag", "_thread", "reason")
 
-    def __init__(self) -> None:
-        self._thread = threading.Event()
+    def __init__(self, *, threads: bool = False) -> None:
+        self._set_flag = False
+        # Created up front only for handlers that run in threads (wait_sync); async waiters
+        # get theirs on first wait(). Keeps the per-job cost near zero.
+        self._thread: threading.Event | None = threading.Event() if threads else None
         self._async: asyncio.Event | None = None
         self.reason: str | None = None
 
     @property
     def aborted(self) -> bool:
         """Whether the signal has been given."""
-        return self._thread.is_set()
+        return self._set_flag
 
     def _set(self, reason: str) -> None:
-        if self._thread.is_set():
+        if self._set_flag:
             return
+        self._set_flag = True
         self.reason = reason
-        self._thread.set()
+        if self._thread is not None:
+            self._thread.set()
         if self._async is not None:
             self._async.set()
 
@@ -54,34 +59,47 @@ class AbortSignal:
         """Return once the signal is given (from async handlers)."""
         if self._async is None:
             self._async = asyncio.Event()
-            if self._thread.is_set():
+            if self._set_flag:
                 self._async.set()
         await self._async.wait()
 
     def wait_sync(self, timeout: float | None = None) -> bool:
         """Block until the signal is given or ``timeout`` passes (from sync handlers)."""
+        if self._thread is None:
+            raise RuntimeError("wait_sync() is for handlers that run in threads (plain functions)")
         return self._thread.wait(timeout)
 
 
 class JobHelpers:
     """Passed to every handler as its second argument."""
 
-    __slots__ = ("_pool", "_store", "abort_signal", "job", "logger")
+    __slots__ = ("_base_logger", "_logger", "_pool", "_store", "abort_signal", "job")
 
     def __init__(
         self,
         job: Job,
-        logger: logging.LoggerAdapter[logging.Logger],
+        logger: logging.Logger,
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
         store: Store,
+        *,
+        threads: bool = False,
     ) -> None:
         self.job = job
         """The job being run (attempts already counts this run)."""
-        self.logger = logger
-        """A logger whose records carry the job's id and task identifier."""
-        self.abort_signal = AbortSignal()
+        self.abort_signal = AbortSignal(threads=threads)
+        self._base_logger = logger
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._pool = pool
         self._store = store
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry ``job_id`` and ``task`` (made on first use)."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
+                self._base_logger, {"job_id": self.job.id, "task": self.job.task_identifier}
+            )
+        return self._logger
 
     async def add_job(self, identifier: str, payload: Any = None, **options: Any) -> Job:
         """Add a job (same options as :meth:`zodworker.Store.add_job`), committed at once."""

@@ -47,6 +47,7 @@ from .worker_store import Failure, WorkerStore, encode_error, open_pool
 __all__ = ["Task", "WorkerPool", "resolve_connection", "run", "run_once"]
 
 T = TypeVar("T")
+_FORCEFUL = object()  # cancel() message marking a forceful-shutdown cancellation
 _decode_notification = msgspec.json.Decoder(dict[str, Any]).decode
 
 
@@ -170,7 +171,7 @@ class WorkerPool:
         # local buffer of fetched jobs, and slots waiting for one
         self._buffer: deque[tuple[float, Job]] = deque()
         self._waiting: deque[asyncio.Future[Job | None]] = deque()
-        self._running: dict[int, tuple[Job, anyio.CancelScope, JobHelpers]] = {}
+        self._running: dict[int, tuple[Job, asyncio.Task[Any], JobHelpers]] = {}
         self._wake = asyncio.Event()
         self._maybe_more = True
         self._task_ids: list[int] = []
@@ -226,9 +227,9 @@ class WorkerPool:
             self._forceful = True
             self._emit("pool:forcefulShutdown")
             self._emit("forcefulShutdown")
-            for _job, scope, helpers in list(self._running.values()):
+            for _job, task, helpers in list(self._running.values()):
                 helpers.abort_signal._set("forceful shutdown")
-                scope.cancel()
+                task.cancel(_FORCEFUL)
         if self._stopping:
             return
         self._stopping = True
@@ -301,7 +302,7 @@ class WorkerPool:
         handlers their abort signal."""
         await self._stop_requested.wait()
         await asyncio.sleep(self.options.graceful_shutdown_abort_timeout)
-        for _job, _scope, helpers in list(self._running.values()):
+        for _job, _task, helpers in list(self._running.values()):
             helpers.abort_signal._set("graceful shutdown timed out")
 
     async def _return_buffered(self, store: WorkerStore) -> None:
@@ -424,9 +425,10 @@ class WorkerPool:
         runnable = self._tasks.get(job.task_identifier)
         helpers = JobHelpers(
             job,
-            logging.LoggerAdapter(self.logger, {"job_id": job.id, "task": job.task_identifier}),
+            self.logger,
             self._pool,
             self._add_store,
+            threads=runnable is not None and not runnable.is_async,
         )
         events = self.events
         if events.wants("job:start"):
@@ -437,31 +439,29 @@ class WorkerPool:
         if runnable is None:
             error = LookupError(f"unsupported task {job.task_identifier!r}")
         else:
-            scope = anyio.CancelScope(
-                deadline=anyio.current_time() + runnable.timeout
-                if runnable.timeout
-                else float("inf")
-            )
-            self._running[job.id] = (job, scope, helpers)
+            task = asyncio.current_task()
+            assert task is not None
+            self._running[job.id] = (job, task, helpers)
+            deadline = asyncio.timeout(runnable.timeout) if runnable.timeout else None
             try:
-                with scope:
-                    if runnable.is_async:
-                        result = await runnable.handler(job.payload, helpers)
-                    else:
-                        result = await anyio.to_thread.run_sync(
-                            runnable.handler, job.payload, helpers, abandon_on_cancel=True
-                        )
+                if deadline is None:
+                    result = await self._call(runnable, job, helpers)
+                else:
+                    async with deadline:
+                        result = await self._call(runnable, job, helpers)
+            except asyncio.CancelledError as exc:
+                if not (exc.args and exc.args[0] is _FORCEFUL):
+                    raise  # not ours: let it propagate
+                task.uncancel()
+                error = WorkerError("forceful shutdown: the job was interrupted")
             except Exception as exc:
                 error = exc
-            finally:
-                del self._running[job.id]
-            if scope.cancelled_caught:
-                if self._forceful:
-                    error = WorkerError("forceful shutdown: the job was interrupted")
-                else:
+                if deadline is not None and deadline.expired():
                     helpers.abort_signal._set("timeout")
                     error = TimeoutError(f"task timed out after {runnable.timeout}s")
                     self._emit("job:timeout", job=job)
+            finally:
+                del self._running[job.id]
         duration = time.perf_counter() - started
         replacement: Any = msgspec.UNSET
         if error is None and isinstance(job.payload, list) and isinstance(result, list):
@@ -500,6 +500,14 @@ class WorkerPool:
             self._wake.set()
         if self._once and not self._buffer:
             self._wake.set()
+
+    @staticmethod
+    async def _call(runnable: _Runnable, job: Job, helpers: JobHelpers) -> Any:
+        if runnable.is_async:
+            return await runnable.handler(job.payload, helpers)
+        return await anyio.to_thread.run_sync(
+            runnable.handler, job.payload, helpers, abandon_on_cancel=True
+        )
 
     # ---------------------------------------------------------------- background
 
