@@ -51,32 +51,55 @@ EXIT_USAGE = 2
 COMMANDS = ("run", "migrate", "add-job", "status", "demo")
 
 
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The connection and worker options. Added to the main parser (with defaults) and to
+    every command (without defaults, so ``zodworker -j 2 run`` and ``zodworker run -j 2``
+    mean the same)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    conn = parser.add_argument_group("connection")
+    conn.add_argument("-c", "--connection", default=default(None), help="PostgreSQL URL")
+    conn.add_argument("-s", "--schema", default=default(DEFAULT_SCHEMA), help="schema name")
+    conn.add_argument("-v", "--verbose", action="store_true", default=default(False))
+    worker = parser.add_argument_group("worker (run)")
+    worker.add_argument(
+        "--schema-only", action="store_true", default=default(False), help="migrate, exit"
+    )
+    worker.add_argument(
+        "--once", action="store_true", default=default(False), help="run due jobs, exit"
+    )
+    worker.add_argument("-j", "--jobs", type=int, default=default(1), help="concurrency (1)")
+    worker.add_argument("-m", "--max-pool-size", type=int, default=default(10), help="(10)")
+    worker.add_argument(
+        "--poll-interval", type=int, default=default(2000), help="ms between polls (2000)"
+    )
+    worker.add_argument("--no-prepared-statements", action="store_true", default=default(False))
+    worker.add_argument("--local-queue-size", type=int, default=default(-1), help="batch size")
+    worker.add_argument("--tasks", type=Path, default=default(None), help="task directory")
+    worker.add_argument(
+        "--watch", action="store_true", default=default(False), help="reload changed tasks"
+    )
+    worker.add_argument("--app", default=default(None), help="MODULE:OBJECT task mapping")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zodworker",
         description="Typed background jobs on PostgreSQL, compatible with graphile-worker.",
     )
-    conn = parser.add_argument_group("connection")
-    conn.add_argument("-c", "--connection", help="PostgreSQL URL ($DATABASE_URL, else embedded)")
-    conn.add_argument("-s", "--schema", default=DEFAULT_SCHEMA, help="schema (graphile_worker)")
-    conn.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    worker = parser.add_argument_group("worker (run)")
-    worker.add_argument("--schema-only", action="store_true", help="migrate, then exit")
-    worker.add_argument("--once", action="store_true", help="run due jobs, then exit")
-    worker.add_argument("-j", "--jobs", type=int, default=1, help="concurrency (1)")
-    worker.add_argument("-m", "--max-pool-size", type=int, default=10, help="connections (10)")
-    worker.add_argument("--poll-interval", type=int, default=2000, help="ms between polls (2000)")
-    worker.add_argument("--no-prepared-statements", action="store_true")
-    worker.add_argument("--local-queue-size", type=int, default=-1, help="batch fetch size")
-    worker.add_argument("--tasks", type=Path, help="task directory (default ./tasks)")
-    worker.add_argument("--watch", action="store_true", help="reload tasks when files change")
-    worker.add_argument("--app", help="MODULE:OBJECT, a task mapping or a callable returning one")
+    _add_common(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="run a worker (the default)")
-    commands.add_parser("migrate", help="install or upgrade the schema, then exit")
-    commands.add_parser("status", help="show jobs per task and state")
-    commands.add_parser("demo", help="add demo jobs and run a worker for them (Ctrl-C stops)")
+    for name, text in [
+        ("run", "run a worker (the default)"),
+        ("migrate", "install or upgrade the schema, then exit"),
+        ("status", "show jobs per task and state"),
+        ("demo", "add demo jobs and run a worker for them (Ctrl-C stops)"),
+    ]:
+        _add_common(commands.add_parser(name, help=text), suppress=True)
     add = commands.add_parser("add-job", help="add one job")
+    _add_common(add, suppress=True)
     add.add_argument("task", help="task identifier")
     add.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
     add.add_argument("--queue", dest="queue_name", help="named queue (runs one job at a time)")

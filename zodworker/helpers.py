@@ -3,7 +3,7 @@ abort signal.
 
 Async handlers call the helpers directly. Plain (sync) handlers run in a worker thread; they
 can check ``helpers.abort_signal.aborted`` / ``wait_sync()`` and reach the async helpers with
-``anyio.from_thread.run(helpers.add_job, "task", {...})``.
+``helpers.call(helpers.add_job, "task", {...})``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -73,7 +73,7 @@ class AbortSignal:
 class JobHelpers:
     """Passed to every handler as its second argument."""
 
-    __slots__ = ("_base_logger", "_logger", "_pool", "_store", "abort_signal", "job")
+    __slots__ = ("_base_logger", "_logger", "_loop", "_pool", "_store", "abort_signal", "job")
 
     def __init__(
         self,
@@ -91,6 +91,14 @@ class JobHelpers:
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._pool = pool
         self._store = store
+        self._loop = asyncio.get_running_loop() if threads else None
+
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """From a sync handler's thread: run an async helper on the worker's event loop and
+        return its result, e.g. ``helpers.call(helpers.add_job, "audit", {"id": 1})``."""
+        if self._loop is None:
+            raise RuntimeError("call() is for sync handlers; async handlers await directly")
+        return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result()
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import anyio
-import anyio.to_thread
 import msgspec
 import psycopg
 
@@ -42,6 +41,7 @@ from .migrate import migrate
 from .options import WorkerOptions
 from .store import Store
 from .tasks import Handler, validate_task_list
+from .threads import DaemonThreads
 from .worker_store import Failure, WorkerStore, encode_error, open_pool
 
 __all__ = ["Task", "WorkerPool", "resolve_connection", "run", "run_once"]
@@ -176,6 +176,7 @@ class WorkerPool:
         self._maybe_more = True
         self._task_ids: list[int] = []
         self._stop_requested = asyncio.Event()
+        self._threads = DaemonThreads(f"{self.pool_id}-task")
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -293,6 +294,7 @@ class WorkerPool:
                 background.cancel_scope.cancel()
             await store.unregister()
         finally:
+            self._threads.close()
             self._emit("pool:release")
             await pool.close()
             self._emit("stop")
@@ -501,13 +503,10 @@ class WorkerPool:
         if self._once and not self._buffer:
             self._wake.set()
 
-    @staticmethod
-    async def _call(runnable: _Runnable, job: Job, helpers: JobHelpers) -> Any:
+    async def _call(self, runnable: _Runnable, job: Job, helpers: JobHelpers) -> Any:
         if runnable.is_async:
             return await runnable.handler(job.payload, helpers)
-        return await anyio.to_thread.run_sync(
-            runnable.handler, job.payload, helpers, abandon_on_cancel=True
-        )
+        return await self._threads.run(runnable.handler, job.payload, helpers)
 
     # ---------------------------------------------------------------- background
 
