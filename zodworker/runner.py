@@ -47,7 +47,6 @@ from .worker_store import Failure, WorkerStore, encode_error, open_pool
 __all__ = ["Task", "WorkerPool", "resolve_connection", "run", "run_once"]
 
 T = TypeVar("T")
-_FORCEFUL = object()  # cancel() message marking a forceful-shutdown cancellation
 _decode_notification = msgspec.json.Decoder(dict[str, Any]).decode
 
 
@@ -60,6 +59,16 @@ class Task:
     timeout: float | None = None
     """Seconds; when exceeded the handler is cancelled (async) or abandoned (sync, it gets
     its abort signal) and the job fails with a timeout error, so it retries."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """A job a slot is running. ``cancelled_for`` is set when we cancel it ourselves."""
+
+    job: Job
+    task: asyncio.Task[Any]
+    helpers: JobHelpers
+    cancelled_for: str | None = None
 
 
 @dataclass(slots=True)
@@ -146,6 +155,11 @@ class _Batcher(Generic[T]):
             if not self._items:
                 self._idle.set()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written."""
+        return self._idle.is_set()
+
     async def drained(self) -> None:
         """Return once everything added so far has been written."""
         await self._idle.wait()
@@ -171,7 +185,7 @@ class WorkerPool:
         # local buffer of fetched jobs, and slots waiting for one
         self._buffer: deque[tuple[float, Job]] = deque()
         self._waiting: deque[asyncio.Future[Job | None]] = deque()
-        self._running: dict[int, tuple[Job, asyncio.Task[Any], JobHelpers]] = {}
+        self._running: dict[int, _Run] = {}
         self._wake = asyncio.Event()
         self._maybe_more = True
         self._task_ids: list[int] = []
@@ -223,14 +237,23 @@ class WorkerPool:
         self._task_ids = []  # re-registered by the fetcher
         self._nudge()
 
+    @staticmethod
+    def _cancel(run: _Run, reason: str) -> None:
+        """Give the handler its abort signal, then cancel it (abandoning a sync one)."""
+        if run.cancelled_for is None:
+            run.cancelled_for = reason
+            run.helpers.abort_signal._set(reason)
+            run.task.cancel()
+
     def _begin_shutdown(self, *, forceful: bool) -> None:
+        if self._main is not None and self._main.done():
+            return  # already stopped
         if forceful and not self._forceful:
             self._forceful = True
             self._emit("pool:forcefulShutdown")
             self._emit("forcefulShutdown")
-            for _job, task, helpers in list(self._running.values()):
-                helpers.abort_signal._set("forceful shutdown")
-                task.cancel(_FORCEFUL)
+            for run in list(self._running.values()):
+                self._cancel(run, "forceful shutdown")
         if self._stopping:
             return
         self._stopping = True
@@ -261,6 +284,12 @@ class WorkerPool:
             prepared_statements=opts.use_prepared_statements,
             name=self.pool_id,
         )
+        beat_pool = open_pool(
+            conninfo,
+            max_size=1,
+            prepared_statements=opts.use_prepared_statements,
+            name=f"{self.pool_id}-heartbeat",
+        )
         await pool.open(wait=True, timeout=30)
         try:
             if opts.migrate:
@@ -270,14 +299,18 @@ class WorkerPool:
             self._store = store
             self._pool = pool
             self._add_store = Store(opts.schema)
-            await store.register()
+            # Liveness gets its own connection: handlers holding every pooled connection
+            # must not make a live pool look dead.
+            await beat_pool.open(wait=True, timeout=30)
+            beats = WorkerStore(beat_pool, opts.schema, self.pool_id)
+            await beats.register()
             self._emit("pool:create")
             self._completions = _Batcher(store.complete, opts.complete_job_batch_delay, self._nudge)
             self._failures = _Batcher(store.fail, opts.fail_job_batch_delay, self._nudge)
             async with anyio.create_task_group() as background:
                 background.start_soon(self._completions.run, self.logger)
                 background.start_soon(self._failures.run, self.logger)
-                background.start_soon(self._heartbeat_loop, store)
+                background.start_soon(self._heartbeat_loop, beats)
                 if opts.sweep_stale_locks:
                     background.start_soon(self._sweep_loop, store)
                 if not self._once:
@@ -292,11 +325,12 @@ class WorkerPool:
                 await self._completions.drained()
                 await self._failures.drained()
                 background.cancel_scope.cancel()
-            await store.unregister()
+            await beats.unregister()
         finally:
             self._threads.close()
             self._emit("pool:release")
             await pool.close()
+            await beat_pool.close()
             self._emit("stop")
 
     async def _abort_after_timeout(self) -> None:
@@ -304,8 +338,8 @@ class WorkerPool:
         handlers their abort signal."""
         await self._stop_requested.wait()
         await asyncio.sleep(self.options.graceful_shutdown_abort_timeout)
-        for _job, _task, helpers in list(self._running.values()):
-            helpers.abort_signal._set("graceful shutdown timed out")
+        for run in list(self._running.values()):
+            run.helpers.abort_signal._set("graceful shutdown timed out")
 
     async def _return_buffered(self, store: WorkerStore) -> None:
         """Give back fetched jobs that never started (attempts - 1)."""
@@ -365,7 +399,7 @@ class WorkerPool:
                     await asyncio.sleep(min(30.0, 0.1 * 2**errors))
                     continue
                 errors = 0
-                if len(jobs) < want:
+                if len(jobs) < want and not self._wake.is_set():  # keep a wake-up meanwhile
                     self._maybe_more = False
                     last_partial = time.monotonic()
                 now = time.monotonic()
@@ -374,6 +408,11 @@ class WorkerPool:
                 if not jobs:
                     self._emit("worker:getJob:empty")
                     if self._once and not self._running and not self._buffer:
+                        if not (self._completions.idle and self._failures.idle):
+                            # results still being written hold their queues; look again after
+                            await self._completions.drained()
+                            await self._failures.drained()
+                            continue
                         self._begin_shutdown(forceful=False)
                         return
                 continue
@@ -443,27 +482,34 @@ class WorkerPool:
         else:
             task = asyncio.current_task()
             assert task is not None
-            self._running[job.id] = (job, task, helpers)
-            deadline = asyncio.timeout(runnable.timeout) if runnable.timeout else None
+            run = _Run(job, task, helpers)
+            self._running[job.id] = run
+            timer = (
+                asyncio.get_running_loop().call_later(
+                    runnable.timeout, self._cancel, run, "timeout"
+                )
+                if runnable.timeout
+                else None
+            )
             try:
-                if deadline is None:
-                    result = await self._call(runnable, job, helpers)
-                else:
-                    async with deadline:
-                        result = await self._call(runnable, job, helpers)
-            except asyncio.CancelledError as exc:
-                if not (exc.args and exc.args[0] is _FORCEFUL):
+                result = await self._call(runnable, job, helpers)
+            except asyncio.CancelledError:
+                if run.cancelled_for is None:
                     raise  # not ours: let it propagate
-                task.uncancel()
-                error = WorkerError("forceful shutdown: the job was interrupted")
             except Exception as exc:
                 error = exc
-                if deadline is not None and deadline.expired():
-                    helpers.abort_signal._set("timeout")
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                del self._running[job.id]
+            if run.cancelled_for is not None:  # even if the handler swallowed the cancel
+                if task.cancelling():
+                    task.uncancel()
+                if run.cancelled_for == "timeout":
                     error = TimeoutError(f"task timed out after {runnable.timeout}s")
                     self._emit("job:timeout", job=job)
-            finally:
-                del self._running[job.id]
+                else:
+                    error = WorkerError("forceful shutdown: the job was interrupted")
         duration = time.perf_counter() - started
         replacement: Any = msgspec.UNSET
         if error is None and isinstance(job.payload, list) and isinstance(result, list):
@@ -521,8 +567,11 @@ class WorkerPool:
                     attempts = 0
                     self._emit("pool:listen:success")
                     self._nudge()  # catch up on anything added while we were not listening
-                    async for note in conn.notifies():
-                        self._on_notification(note.channel, note.payload)
+                    try:
+                        async for note in conn.notifies():
+                            self._on_notification(note.channel, note.payload)
+                    finally:
+                        self._emit("pool:listen:release")
             except Exception as exc:
                 attempts += 1
                 self._emit("pool:listen:error", error=exc, attempts=attempts)
