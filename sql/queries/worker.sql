@@ -57,15 +57,17 @@ locked_queues as (
 locked as (
   update :SCHEMA._private_jobs as jobs
   set attempts = jobs.attempts + 1, locked_by = %(pool_id)s::text, locked_at = now()
-  from picked
-  left join :SCHEMA._private_job_queues as names on names.id = picked.job_queue_id
-  where jobs.id = picked.id
+  -- by id list, not a join: the planner misjudges picked's size and would hash the table
+  where jobs.id = any(array(select picked.id from picked))
   returning jobs.id, jobs.job_queue_id, jobs.task_id, jobs.payload, jobs.priority, jobs.run_at,
     jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at,
-    jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags, names.queue_name
+    jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags
 )
 -- in the order the pool should start them
-select * from locked order by locked.priority, locked.run_at, locked.id;
+select locked.*, names.queue_name
+from locked
+left join :SCHEMA._private_job_queues as names on names.id = locked.job_queue_id
+order by locked.priority, locked.run_at, locked.id;
 
 -- name: complete_locked_jobs
 -- Delete finished jobs and release the queues this pool held for them.
