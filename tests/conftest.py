@@ -12,12 +12,14 @@ import asyncio
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from tests.support.dburl import with_dbname
+from tests.support.procs import Procs
 from tests.support.server import admin_conninfo, server_kind
 from zodworker import Store, migrate
 
@@ -102,3 +104,14 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[objec
 @pytest.fixture
 def store() -> Store:
     return Store()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    """Child processes started by the test (cwd tmp_path); the ones still running are
+    killed at the end."""
+    group = Procs(cwd=tmp_path)
+    try:
+        yield group
+    finally:
+        group.close()

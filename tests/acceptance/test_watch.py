@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.procs import Procs
 
@@ -15,15 +12,6 @@ TASK = """
 def task(payload, helpers):
     print("{word} " + str(payload["n"]), flush=True)
 """
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    group = Procs(cwd=tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 def write_task(path: Path, word: str, mtime_bump: int) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import signal
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -169,15 +169,6 @@ def prepare(url: str, tmp_path: Path) -> None:
 def stop_gracefully(proc: Proc) -> int:
     proc.send(signal.SIGTERM)
     return proc.wait_exit(60)
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    group = Procs(cwd=tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 def start_cli_worker(procs: Procs, url: str, *args: str, app: str = "procapp:TASKS") -> Proc:
