@@ -4,7 +4,10 @@ zodworker shares its database schema with graphile-worker (revision 20), so Pyth
 Node workers can run each other's jobs. The public surface is re-exported here.
 """
 
+from .catalog import PayloadCodec, TaskCatalog, TaskDef, task
+from .client import NOT_GIVEN, NotGiven, ZodWorker
 from .errors import (
+    CatalogError,
     ConfigError,
     DatabaseError,
     IncompatibleSchemaError,
@@ -12,6 +15,8 @@ from .errors import (
     JobSpecError,
     MigrationError,
     PayloadEncodeError,
+    PayloadValidationError,
+    PermanentFailure,
     TaskLoadError,
     UnsupportedRevisionError,
     WorkerError,
@@ -28,8 +33,10 @@ from .tasks import Handler, load_task_directory
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "NOT_GIVEN",
     "AbortSignal",
     "AsyncTarget",
+    "CatalogError",
     "ConfigError",
     "DatabaseError",
     "Event",
@@ -45,18 +52,26 @@ __all__ = [
     "JobSpecError",
     "MigrationError",
     "MigrationResult",
+    "NotGiven",
+    "PayloadCodec",
     "PayloadEncodeError",
+    "PayloadValidationError",
+    "PermanentFailure",
     "Store",
     "Task",
+    "TaskCatalog",
+    "TaskDef",
     "TaskLoadError",
     "UnsupportedRevisionError",
     "WorkerError",
     "WorkerOptions",
     "WorkerPool",
+    "ZodWorker",
     "ZodworkerError",
     "latest_revision",
     "load_task_directory",
     "migrate",
     "run",
     "run_once",
+    "task",
 ]

@@ -4,10 +4,13 @@
 
     ZodworkerError
     ├── ConfigError (also ValueError)       a bad option; names the option and the fix
+    ├── CatalogError (also LookupError)     unknown task (with close names), bad catalog
     ├── JobSpecError (also ValueError)      bad input to add_job / add_jobs; nothing written
-    │   └── PayloadEncodeError              the payload cannot be encoded as JSON
+    │   ├── PayloadEncodeError              the payload cannot be encoded as JSON
+    │   └── PayloadValidationError          the payload does not match its task's model
     ├── TaskLoadError                       task handlers cannot be loaded (file, identifier)
     ├── WorkerError                         a worker pool stopped on an unrecoverable error
+    ├── PermanentFailure                    raised by a handler: fail the job, never retry
     ├── MigrationError                      the schema cannot be brought to our revision
     │   ├── IncompatibleSchemaError         a newer *breaking* revision is installed (exit 57)
     │   └── UnsupportedRevisionError        a revision too old for us to upgrade in place
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = [
+    "CatalogError",
     "ConfigError",
     "DatabaseError",
     "IncompatibleSchemaError",
@@ -32,6 +37,8 @@ __all__ = [
     "JobSpecError",
     "MigrationError",
     "PayloadEncodeError",
+    "PayloadValidationError",
+    "PermanentFailure",
     "TaskLoadError",
     "UnsupportedRevisionError",
     "WorkerError",
@@ -76,6 +83,11 @@ class WorkerError(ZodworkerError):
     ``max_contiguous_errors`` failed fetches in a row). ``__cause__`` is the last error."""
 
 
+class PermanentFailure(ZodworkerError):
+    """Raise it from a handler to fail the job for good: its attempts are used up at once,
+    so it stays in the table with this message as last_error and is not retried."""
+
+
 class JobSpecError(ZodworkerError, ValueError):
     """A job specification is invalid. Raised before anything is sent to the database.
 
@@ -90,6 +102,22 @@ class JobSpecError(ZodworkerError, ValueError):
 
 class PayloadEncodeError(JobSpecError):
     """The payload cannot be encoded as JSON (an unsupported type, a NaN, a cycle...)."""
+
+
+class PayloadValidationError(JobSpecError):
+    """A payload does not match its task's payload type. ``field`` is ``payload.<path>``
+    (e.g. ``payload.user.email``), ``task`` the task, ``errors`` the validator's details."""
+
+    def __init__(self, task: str, field: str, message: str, errors: list[Any]) -> None:
+        super().__init__(
+            f"payload.{field}" if field != "payload" else field, f"{message} (task {task!r})"
+        )
+        self.task = task
+        self.errors = errors
+
+
+class CatalogError(ZodworkerError, LookupError):
+    """An unknown task identifier (the message lists close names) or a malformed catalog."""
 
 
 class MigrationError(ZodworkerError):

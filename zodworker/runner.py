@@ -33,7 +33,7 @@ import anyio
 import msgspec
 import psycopg
 
-from .errors import ConfigError, WorkerError
+from .errors import ConfigError, PermanentFailure, WorkerError
 from .events import EventName
 from .helpers import JobHelpers
 from .job import Job
@@ -530,7 +530,8 @@ class WorkerPool:
             if events.wants("job:success"):
                 self._emit("job:success", job=job, duration=duration)
         else:
-            self._failures.add(Failure(job.id, encode_error(error), replacement))
+            permanent = isinstance(error, PermanentFailure)
+            self._failures.add(Failure(job.id, encode_error(error), replacement, permanent))
             self.logger.warning(
                 "job %s (%s) attempt %d/%d failed: %s",
                 job.id,
@@ -540,7 +541,7 @@ class WorkerPool:
                 encode_error(error),
             )
             self._emit("job:error", job=job, error=error, duration=duration)
-            if job.attempts >= job.max_attempts:
+            if permanent or job.attempts >= job.max_attempts:
                 self._emit("job:failed", job=job, error=error, duration=duration)
         if events.wants("job:complete"):
             self._emit("job:complete", job=job, error=error, duration=duration)

@@ -23,13 +23,14 @@ from .job import Job
 __all__ = ["Failure", "WorkerStore", "encode_error", "open_pool"]
 
 
-class Failure(msgspec.Struct, array_like=False):
+class Failure(msgspec.Struct, omit_defaults=True):
     """A job that failed: its id, the error message, and optionally a replacement payload
     (batch jobs keep only their failed elements)."""
 
     id: int
     message: str
     payload: Any = msgspec.UNSET
+    permanent: bool = False
 
 
 _failures_encoder = msgspec.json.Encoder()

@@ -84,10 +84,11 @@ where job_queues.id = done.job_queue_id and job_queues.locked_by = %(pool_id)s::
 -- name: fail_jobs
 -- Record each failure and schedule the retry: exp(least(attempts, 10)) seconds after
 -- the later of now and the job's run_at. A replacement payload (batch jobs: only the
--- failed elements) overrides the stored one. Parameter: JSON array of
--- {"id", "message", "payload"?}, and the pool id.
+-- failed elements) overrides the stored one; "permanent" uses up the attempts (no retry).
+-- Parameter: JSON array of {"id", "message", "payload"?, "permanent"?}, and the pool id.
 with failures as (
-  select (f->>'id')::bigint as id, f->>'message' as message, f->'payload' as payload
+  select (f->>'id')::bigint as id, f->>'message' as message, f->'payload' as payload,
+    coalesce((f->>'permanent')::boolean, false) as permanent
   from json_array_elements(%(failures)s::json) as f
 ),
 failed as (
@@ -97,6 +98,7 @@ failed as (
       locked_by = null,
       locked_at = null,
       payload = coalesce(failures.payload, jobs.payload),
+      attempts = case when failures.permanent then jobs.max_attempts else jobs.attempts end,
       updated_at = now()
   from failures
   where jobs.id = failures.id and jobs.locked_by = %(pool_id)s::text

@@ -1,0 +1,31 @@
+"""mypy checks the payload type of ``client.enqueue(Catalog.task, payload)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+mypy_api = pytest.importorskip("mypy.api", reason="mypy is part of the dev extra")
+
+SAMPLES = Path(__file__).resolve().parent.parent / "typing"
+
+
+def check(name: str) -> tuple[str, int]:
+    out, err, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--follow-imports=silent", str(SAMPLES / name)]
+    )
+    return out + err, status
+
+
+def test_a_matching_payload_type_checks() -> None:
+    out, status = check("sample_ok.py")
+    assert status == 0, out
+
+
+def test_a_wrong_payload_type_is_reported() -> None:
+    out, status = check("sample_wrong_payload.py")
+    assert status == 1, out
+    assert "sample_wrong_payload.py:21: error" in out  # the wrong call, and only it
+    assert "enqueue" in out
+    assert out.count(": error") == 1

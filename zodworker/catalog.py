@@ -1,0 +1,208 @@
+"""Typed task catalogs: which tasks exist, what their payloads look like, and their defaults.
+
+::
+
+    class Platform(TaskCatalog):
+        startRun = task(StartRun, handler=start_run, queue_name="executions", max_attempts=13)
+        performRunExecution = task(
+            PerformRun, handler=perform, max_attempts=1,
+            queue_name=lambda p: f"runs:{p.id}", job_key=lambda p: f"job_run:EXECUTE_JOB:{p.id}",
+        )
+
+    catalog = Platform()                               # or TaskCatalog(startRun=task(...), ...)
+    await client.enqueue(Platform.startRun, StartRun(id="run_1"))   # checked by mypy
+    await client.enqueue("startRun", {"id": "run_1"})               # checked at run time
+
+A payload type is a pydantic model, a msgspec Struct, or any type pydantic can validate
+(a dataclass, a TypedDict...). Payloads are validated when enqueued and again when run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Generic, TypeVar, overload
+
+import msgspec
+import pydantic
+
+from .errors import CatalogError, PayloadValidationError
+from .job import JobKeyMode, check_key_mode
+
+__all__ = ["PayloadCodec", "TaskCatalog", "TaskDef", "task"]
+
+P = TypeVar("P")
+
+TaskHandler = Callable[[P, Any], Any]
+"""``handler(payload, helpers)``: async or plain; gets the validated payload object."""
+
+
+class PayloadCodec(Generic[P]):
+    """Validates payloads of one type and converts them to and from JSON-ready values."""
+
+    __slots__ = ("_adapter", "_kind", "type")
+
+    def __init__(self, payload_type: type[P]) -> None:
+        self.type = payload_type
+        if isinstance(payload_type, type) and issubclass(payload_type, msgspec.Struct):
+            self._kind = "msgspec"
+            self._adapter: pydantic.TypeAdapter[P] | None = None
+        else:
+            self._kind = "pydantic"
+            self._adapter = pydantic.TypeAdapter(payload_type)
+
+    def validate(self, value: Any, *, task: str) -> P:
+        """``value`` (an instance, or JSON-like data) as a valid payload; else raise
+        :class:`PayloadValidationError` naming the task and the offending field."""
+        try:
+            if self._kind == "msgspec":
+                if isinstance(value, self.type):
+                    # re-check constraints of a constructed Struct by a round trip
+                    return msgspec.convert(msgspec.to_builtins(value), self.type)
+                return msgspec.convert(value, self.type)
+            assert self._adapter is not None
+            if isinstance(value, pydantic.BaseModel):
+                # instances are taken as they are by default; they may have been built with
+                # model_construct() or mutated since, so check their data again
+                value = value.model_dump()
+            return self._adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "payload"
+            raise PayloadValidationError(task, field, first["msg"], exc.errors()) from exc
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            field = message.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in message else ""
+            raise PayloadValidationError(task, field or "payload", message, []) from exc
+
+    def to_json(self, payload: P) -> Any:
+        """JSON-ready builtins for storing ``payload``."""
+        if self._kind == "msgspec":
+            return msgspec.to_builtins(payload)
+        assert self._adapter is not None
+        return self._adapter.dump_python(payload, mode="json")
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskDef(Generic[P]):
+    """One task: its payload type, its handler and its default job options.
+
+    ``queue_name`` and ``job_key`` may be callables of the validated payload. ``identifier``
+    is filled in when the task is placed in a catalog (the attribute or keyword name)."""
+
+    payload: type[P]
+    handler: TaskHandler[P] | None = None
+    queue_name: str | Callable[[P], str] | None = None
+    job_key: str | Callable[[P], str] | None = None
+    job_key_mode: JobKeyMode | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    flags: Sequence[str] | None = None
+    timeout: float | None = None
+    identifier: str = ""
+    codec: PayloadCodec[P] = _UNSET
+
+    def __post_init__(self) -> None:
+        if self.codec is _UNSET:
+            object.__setattr__(self, "codec", PayloadCodec(self.payload))
+        check_key_mode(self.job_key_mode)
+
+    def named(self, identifier: str) -> TaskDef[P]:
+        """This task under ``identifier``."""
+        return replace(self, identifier=identifier)
+
+
+def task(
+    payload: type[P],
+    handler: TaskHandler[P] | None = None,
+    *,
+    queue_name: str | Callable[[P], str] | None = None,
+    job_key: str | Callable[[P], str] | None = None,
+    job_key_mode: JobKeyMode | None = None,
+    priority: int | None = None,
+    max_attempts: int | None = None,
+    flags: Sequence[str] | None = None,
+    timeout: float | None = None,
+) -> TaskDef[P]:
+    """Declare a task (see :class:`TaskDef`). ``handler`` may be left out for tasks this
+    process only enqueues."""
+    return TaskDef(
+        payload=payload,
+        handler=handler,
+        queue_name=queue_name,
+        job_key=job_key,
+        job_key_mode=job_key_mode,
+        priority=priority,
+        max_attempts=max_attempts,
+        flags=flags,
+        timeout=timeout,
+    )
+
+
+class TaskCatalog(Mapping[str, TaskDef[Any]]):
+    """A set of tasks by identifier. Declare it as a subclass with :func:`task` attributes,
+    or pass tasks as keywords (``TaskCatalog(startRun=task(...))``); merge with ``|``."""
+
+    _declared: ClassVar[dict[str, TaskDef[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = dict(getattr(cls, "_declared", {}))
+        for name, value in list(vars(cls).items()):
+            if isinstance(value, TaskDef):
+                named = value.named(name)
+                setattr(cls, name, named)
+                declared[name] = named
+        cls._declared = declared
+
+    def __init__(self, **tasks: TaskDef[Any]) -> None:
+        merged = dict(type(self)._declared)
+        for name, spec in tasks.items():
+            if not isinstance(spec, TaskDef):
+                raise CatalogError(f"{name}: expected task(...), got {type(spec).__name__}")
+            if name in merged:
+                raise CatalogError(f"task {name!r} is declared twice")
+            merged[name] = spec.named(name)
+        self._tasks = merged
+
+    def __getitem__(self, identifier: str) -> TaskDef[Any]:
+        try:
+            return self._tasks[identifier]
+        except KeyError:
+            close = difflib.get_close_matches(identifier, list(self._tasks), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise CatalogError(
+                f"unknown task {identifier!r}{hint} (known: {', '.join(sorted(self._tasks))})"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __or__(self, other: TaskCatalog) -> TaskCatalog:
+        """Both catalogs' tasks; a task declared in both is an error."""
+        both = set(self._tasks) & set(other._tasks)
+        if both:
+            raise CatalogError(f"tasks declared in both catalogs: {', '.join(sorted(both))}")
+        merged = TaskCatalog()
+        merged._tasks = {**self._tasks, **other._tasks}
+        return merged
+
+    @overload
+    def resolve(self, task_or_name: TaskDef[P]) -> TaskDef[P]: ...
+    @overload
+    def resolve(self, task_or_name: str) -> TaskDef[Any]: ...
+    def resolve(self, task_or_name: TaskDef[Any] | str) -> TaskDef[Any]:
+        """The catalog's task for an identifier or a task declared in it."""
+        if isinstance(task_or_name, TaskDef):
+            found = self[task_or_name.identifier]
+            if found.payload is not task_or_name.payload:
+                raise CatalogError(f"task {task_or_name.identifier!r} is not from this catalog")
+            return found
+        return self[task_or_name]

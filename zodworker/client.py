@@ -1,0 +1,352 @@
+"""``ZodWorker``: the typed client applications use to enqueue and run jobs.
+
+::
+
+    client = ZodWorker(catalog=Platform(), database_url=url, concurrency=10)
+    await client.initialize()                      # migrate, start running the catalog's tasks
+    async with pool.connection() as conn, conn.transaction():
+        await insert_run(conn, ...)
+        await client.enqueue(Platform.startRun, StartRun(id=run_id), tx=conn)  # commits with it
+    await client.dequeue("job_run:EXECUTE_JOB:run_1")
+    await client.stop()
+
+Every enqueue goes through one path: look the task up (an unknown name is a
+:class:`~zodworker.errors.CatalogError` listing close names), validate the payload against
+the task's type (:class:`~zodworker.errors.PayloadValidationError` naming the field; nothing
+is written), overlay the call's options on the task's defaults (an option not given keeps
+the default; ``None`` clears it; ``0`` stays ``0``), then add the job on ``tx`` (the caller's
+open transaction: it exists only if the caller commits) or on the client's own pool.
+
+When a job runs, its stored payload is validated again before the handler sees it; a payload
+that does not fit (added by an older deploy, by Node, by raw SQL) fails the job permanently
+with the validation message as last_error, instead of retrying it max_attempts times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final, Literal, TypeVar, overload
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from .catalog import TaskCatalog, TaskDef
+from .errors import ConfigError, PayloadValidationError, PermanentFailure, ZodworkerError
+from .helpers import JobHelpers
+from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
+from .migrate import migrate
+from .options import WorkerOptions
+from .runner import Task, WorkerPool, resolve_connection
+from .store import Store
+
+__all__ = ["NOT_GIVEN", "NotGiven", "ZodWorker"]
+
+P = TypeVar("P")
+
+
+class NotGiven(Enum):
+    """The type of :data:`NOT_GIVEN`: "use the task's default", as opposed to ``None``."""
+
+    NOT_GIVEN = "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+
+InvalidPayloadPolicy = Literal["fail", "retry"]
+
+
+class ZodWorker:
+    """Enqueues catalog tasks with validated payloads and runs their handlers."""
+
+    def __init__(
+        self,
+        *,
+        catalog: TaskCatalog,
+        name: str = "zodworker",
+        database_url: str | None = None,
+        pool: AsyncConnectionPool[Any] | None = None,
+        schema: str = DEFAULT_SCHEMA,
+        producer_only: bool = False,
+        migrate: bool = True,
+        invalid_payload: InvalidPayloadPolicy = "fail",
+        worker_options: WorkerOptions | None = None,
+        **worker_overrides: Any,
+    ) -> None:
+        """``pool``: an open psycopg pool the client should use for enqueueing (the client
+        does not close it); else one is opened from ``database_url`` (``DATABASE_URL``, else
+        the embedded server). ``producer_only``: never run jobs (web processes).
+        ``invalid_payload``: ``"fail"`` (permanently) or ``"retry"``. Other keyword
+        arguments are :class:`WorkerOptions` fields (concurrency, poll_interval, ...)."""
+        if not isinstance(catalog, TaskCatalog):
+            raise ConfigError("catalog", "must be a TaskCatalog")
+        if invalid_payload not in ("fail", "retry"):
+            raise ConfigError("invalid_payload", "must be 'fail' or 'retry'")
+        self.name = name
+        self.catalog = catalog
+        self._database_url = database_url
+        self._given_pool = pool
+        self._pool: AsyncConnectionPool[Any] | None = pool
+        self._schema = schema
+        self._producer_only = producer_only
+        self._migrate = migrate
+        self._invalid_payload = invalid_payload
+        self._store = Store(schema)
+        base = worker_options or WorkerOptions(schema=schema)
+        try:
+            self._worker_options = WorkerOptions(
+                **{**_fields(base), "schema": schema, "migrate": False, **worker_overrides}
+            )
+        except TypeError as exc:
+            raise ConfigError("worker options", str(exc)) from None
+        self._runner: WorkerPool | None = None
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self.logger = logging.getLogger(f"zodworker.client.{name}")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def initialize(self) -> None:
+        """Connect, migrate (unless ``migrate=False``) and start running the catalog's tasks
+        (unless ``producer_only``). Calling it again does nothing."""
+        if self._state == "running":
+            return
+        if self._state == "stopped":
+            raise ZodworkerError(
+                f"{self.name}: stopped clients cannot be started again; make a new one"
+            )
+        url = self._database_url
+        if self._given_pool is None:
+            url = resolve_connection(url)
+            self._pool = AsyncConnectionPool(
+                url, min_size=1, max_size=self._worker_options.max_pool_size, open=False
+            )
+            await self._pool.open(wait=True, timeout=30)
+        assert self._pool is not None
+        if self._migrate:
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    await migrate(conn, schema=self._schema)
+                finally:
+                    await conn.set_autocommit(False)
+        if not self._producer_only:
+            tasks = {
+                name: self._runnable(spec) for name, spec in self.catalog.items() if spec.handler
+            }
+            if tasks:
+                connection = self._worker_options.connection or url or _pool_conninfo(self._pool)
+                options = WorkerOptions(
+                    **{**_fields(self._worker_options), "connection": connection}
+                )
+                self._runner = WorkerPool(tasks, options)
+                await self._runner.start()
+        self._state = "running"
+
+    async def stop(self, timeout: float | None = 60.0) -> None:  # noqa: ASYNC109 (graceful period)
+        """Stop running jobs (gracefully; after ``timeout`` seconds forcefully) and close the
+        client's own pool. Safe to call before :meth:`initialize` and more than once."""
+        if self._state != "running":
+            self._state = "stopped"
+            return
+        self._state = "stopped"
+        if self._runner is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._runner.stop()), timeout)
+            except TimeoutError:
+                await self._runner.stop(forceful=True)
+        if self._given_pool is None and self._pool is not None:
+            await self._pool.close()
+
+    async def __aenter__(self) -> ZodWorker:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def runner(self) -> WorkerPool | None:
+        """The worker pool running the catalog's tasks (None when producer-only)."""
+        return self._runner
+
+    # ---------------------------------------------------------------- enqueueing
+
+    @overload
+    async def enqueue(
+        self,
+        task: TaskDef[P],
+        payload: P,
+        *,
+        tx: psycopg.AsyncConnection[Any] | None = None,
+        queue_name: str | NotGiven | None = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        job_key: str | NotGiven | None = NOT_GIVEN,
+        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
+        priority: int | NotGiven | None = NOT_GIVEN,
+        max_attempts: int | NotGiven | None = NOT_GIVEN,
+        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+    ) -> Job: ...
+    @overload
+    async def enqueue(
+        self,
+        task: str,
+        payload: Any,
+        *,
+        tx: psycopg.AsyncConnection[Any] | None = None,
+        queue_name: str | NotGiven | None = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        job_key: str | NotGiven | None = NOT_GIVEN,
+        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
+        priority: int | NotGiven | None = NOT_GIVEN,
+        max_attempts: int | NotGiven | None = NOT_GIVEN,
+        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+    ) -> Job: ...
+    async def enqueue(
+        self,
+        task: TaskDef[Any] | str,
+        payload: Any,
+        *,
+        tx: psycopg.AsyncConnection[Any] | None = None,
+        queue_name: str | NotGiven | None = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        job_key: str | NotGiven | None = NOT_GIVEN,
+        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
+        priority: int | NotGiven | None = NOT_GIVEN,
+        max_attempts: int | NotGiven | None = NOT_GIVEN,
+        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+    ) -> Job:
+        """Validate ``payload`` for ``task`` and add the job; return it.
+
+        ``task`` is a task of the catalog (typed: mypy checks the payload's type) or its
+        identifier. With ``tx`` the job is added in that connection's transaction."""
+        spec, mode = self._spec(
+            task, payload, queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags
+        )
+        target = tx if tx is not None else self._require_pool()
+        return await self._store.add_job(
+            target,
+            spec.identifier,
+            spec.payload,
+            queue_name=spec.queue_name,
+            run_at=spec.run_at,
+            max_attempts=spec.max_attempts,
+            job_key=spec.job_key,
+            job_key_mode=mode,
+            priority=spec.priority,
+            flags=spec.flags,
+        )
+
+    async def enqueue_many(
+        self,
+        items: Sequence[tuple[TaskDef[Any] | str, Any]],
+        *,
+        tx: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[Job]:
+        """Validate and add many jobs in one statement (key mode ``replace``, or
+        ``preserve_run_at`` when every keyed task asks for it)."""
+        built = [self._spec(task, payload, *([NOT_GIVEN] * 7)) for task, payload in items]
+        modes = {mode for spec, mode in built if spec.job_key is not None}
+        if "unsafe_dedupe" in modes or len(modes) > 1:
+            raise ConfigError(
+                "job_key_mode",
+                "enqueue_many adds with one key mode (replace or preserve_run_at); "
+                "enqueue unsafe_dedupe or mixed-mode tasks one by one",
+            )
+        target = tx if tx is not None else self._require_pool()
+        return await self._store.add_jobs(
+            target,
+            [spec for spec, _ in built],
+            job_key_preserve_run_at=modes == {"preserve_run_at"},
+        )
+
+    async def dequeue(
+        self, job_key: str, *, tx: psycopg.AsyncConnection[Any] | None = None
+    ) -> Job | None:
+        """Remove the job with ``job_key`` (see :meth:`Store.remove_job`); None if none."""
+        target = tx if tx is not None else self._require_pool()
+        return await self._store.remove_job(target, job_key)
+
+    def _require_pool(self) -> AsyncConnectionPool[Any]:
+        if self._pool is None or self._state != "running":
+            raise ZodworkerError(
+                f"{self.name}: call `await client.initialize()` first, or pass tx=<connection>"
+            )
+        return self._pool
+
+    def _spec(
+        self,
+        task: TaskDef[Any] | str,
+        payload: Any,
+        queue_name: Any,
+        run_at: Any,
+        job_key: Any,
+        job_key_mode: Any,
+        priority: Any,
+        max_attempts: Any,
+        flags: Any,
+    ) -> tuple[JobSpec, JobKeyMode | None]:
+        spec = self.catalog.resolve(task)
+        valid = spec.codec.validate(payload, task=spec.identifier)
+
+        def pick(given: Any, default: Any) -> Any:
+            if given is not NOT_GIVEN:
+                return given
+            return default(valid) if callable(default) else default
+
+        mode = pick(job_key_mode, spec.job_key_mode)
+        return (
+            JobSpec(
+                identifier=spec.identifier,
+                payload=spec.codec.to_json(valid),
+                queue_name=pick(queue_name, spec.queue_name),
+                run_at=pick(run_at, None),
+                max_attempts=pick(max_attempts, spec.max_attempts),
+                job_key=pick(job_key, spec.job_key),
+                priority=pick(priority, spec.priority),
+                flags=pick(flags, spec.flags),
+            ),
+            mode,
+        )
+
+    # ---------------------------------------------------------------- running
+
+    def _runnable(self, spec: TaskDef[Any]) -> Task:
+        handler = spec.handler
+        assert handler is not None
+        codec, name, policy = spec.codec, spec.identifier, self._invalid_payload
+
+        def validate(payload: Any) -> Any:
+            try:
+                return codec.validate(payload, task=name)
+            except PayloadValidationError as exc:
+                if policy == "fail":
+                    raise PermanentFailure(f"invalid payload: {exc}") from exc
+                raise
+
+        if inspect.iscoroutinefunction(handler):
+
+            async def run_async(payload: Any, helpers: JobHelpers) -> Any:
+                return await handler(validate(payload), helpers)
+
+            return Task(run_async, timeout=spec.timeout)
+
+        def run_sync(payload: Any, helpers: JobHelpers) -> Any:
+            return handler(validate(payload), helpers)
+
+        return Task(run_sync, timeout=spec.timeout)
+
+
+def _fields(options: WorkerOptions) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in WorkerOptions.__dataclass_fields__}
+
+
+def _pool_conninfo(pool: AsyncConnectionPool[Any]) -> str:
+    if isinstance(pool.conninfo, str) and pool.conninfo:
+        return pool.conninfo
+    raise ConfigError(
+        "database_url", "the given pool has no plain conninfo; pass database_url for the worker"
+    )
