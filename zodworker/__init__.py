@@ -29,6 +29,7 @@ from .migrate import MigrationResult, latest_revision, migrate
 from .options import WorkerOptions
 from .runner import Task, WorkerPool, run, run_once
 from .store import AsyncTarget, Store
+from .sync_store import SyncStore
 from .tasks import Handler, load_task_directory
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "PayloadValidationError",
     "PermanentFailure",
     "Store",
+    "SyncStore",
     "Task",
     "TaskCatalog",
     "TaskDef",

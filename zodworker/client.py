@@ -43,6 +43,7 @@ from .migrate import migrate
 from .options import WorkerOptions
 from .runner import Task, WorkerPool, resolve_connection
 from .store import Store
+from .sync_store import SyncStore
 
 __all__ = ["NOT_GIVEN", "NotGiven", "ZodWorker"]
 
@@ -58,6 +59,16 @@ class NotGiven(Enum):
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
 
 InvalidPayloadPolicy = Literal["fail", "retry"]
+_OPTION_ORDER: Final = (
+    "queue_name",
+    "run_at",
+    "job_key",
+    "job_key_mode",
+    "priority",
+    "max_attempts",
+    "flags",
+)
+_OPTION_NAMES: Final = frozenset(_OPTION_ORDER)
 
 
 class ZodWorker:
@@ -96,6 +107,7 @@ class ZodWorker:
         self._migrate = migrate
         self._invalid_payload = invalid_payload
         self._store = Store(schema)
+        self._sync_store = SyncStore(schema)
         base = worker_options or WorkerOptions(schema=schema)
         try:
             self._worker_options = WorkerOptions(
@@ -269,6 +281,45 @@ class ZodWorker:
         """Remove the job with ``job_key`` (see :meth:`Store.remove_job`); None if none."""
         target = tx if tx is not None else self._require_pool()
         return await self._store.remove_job(target, job_key)
+
+    # ---------------------------------------------------------------- sync producers
+
+    @overload
+    def enqueue_sync(
+        self, task: TaskDef[P], payload: P, *, tx: psycopg.Connection[Any], **options: Any
+    ) -> Job: ...
+    @overload
+    def enqueue_sync(
+        self, task: str, payload: Any, *, tx: psycopg.Connection[Any], **options: Any
+    ) -> Job: ...
+    def enqueue_sync(
+        self, task: TaskDef[Any] | str, payload: Any, *, tx: psycopg.Connection[Any], **options: Any
+    ) -> Job:
+        """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
+        (committed with it). Takes the same options; needs no :meth:`initialize`."""
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise ConfigError(
+                ", ".join(sorted(unknown)), f"unknown option; use {sorted(_OPTION_NAMES)}"
+            )
+        given = [options.get(name, NOT_GIVEN) for name in _OPTION_ORDER]
+        spec, mode = self._spec(task, payload, *given)
+        return self._sync_store.add_job(
+            tx,
+            spec.identifier,
+            spec.payload,
+            queue_name=spec.queue_name,
+            run_at=spec.run_at,
+            max_attempts=spec.max_attempts,
+            job_key=spec.job_key,
+            job_key_mode=mode,
+            priority=spec.priority,
+            flags=spec.flags,
+        )
+
+    def dequeue_sync(self, job_key: str, *, tx: psycopg.Connection[Any]) -> Job | None:
+        """:meth:`dequeue` for synchronous code, on the caller's ``Connection``."""
+        return self._sync_store.remove_job(tx, job_key)
 
     def _require_pool(self) -> AsyncConnectionPool[Any]:
         if self._pool is None or self._state != "running":

@@ -58,7 +58,7 @@ _spec_encoder = msgspec.json.Encoder()
 _json_loads = msgspec.json.decode
 
 
-def _job_row(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[Job]:
+def _job_row(cursor: Any) -> RowMaker[Job]:
     """Row factory for the store's queries: the columns of _private_jobs in table order,
     then the task identifier and the queue name (see sql/queries/store.sql)."""
 
@@ -200,28 +200,16 @@ class Store:
         ``job_key_mode`` (default ``"replace"``) says what happens when a job with
         ``job_key`` already exists; see :data:`~zodworker.job.JobKeyMode`.
         """
-        spec = JobSpec(
-            identifier=identifier,
-            payload=payload,
-            queue_name=queue_name,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            job_key=job_key,
-            priority=priority,
-            flags=flags,
-        )
-        check_spec(spec)
-        check_key_mode(job_key_mode)
-        params = (
+        params = add_job_params(
             identifier,
-            encode_payload({} if payload is None else payload),
+            payload,
             queue_name,
-            _isoformat(run_at),
+            run_at,
             max_attempts,
             job_key,
+            job_key_mode,
             priority,
-            None if flags is None else list(flags),
-            job_key_mode or "replace",
+            flags,
         )
         for _ in range(_ADD_RETRIES):
             jobs = await self._rows(target, "add_job", params)
@@ -244,30 +232,9 @@ class Store:
         Key handling is that of ``job_key_mode="replace"``, or ``"preserve_run_at"`` when
         ``job_key_preserve_run_at`` is true (``unsafe_dedupe`` is single-job only).
         """
-        if isinstance(specs, JobSpec) or not isinstance(specs, Sequence):
-            raise JobSpecError("specs", "must be a sequence of JobSpec")
-        keys: set[str] = set()
-        for index, spec in enumerate(specs):
-            if not isinstance(spec, JobSpec):
-                raise JobSpecError(
-                    f"specs[{index}]", f"must be a JobSpec, not {type(spec).__name__}"
-                )
-            check_spec(spec, f"specs[{index}].")
-            if spec.job_key is not None:
-                if spec.job_key in keys:
-                    raise JobSpecError(
-                        f"specs[{index}].job_key",
-                        f"{spec.job_key!r} appears twice in one batch; add them in separate calls",
-                    )
-                keys.add(spec.job_key)
-        if not specs:
+        encoded = add_jobs_payload(specs)
+        if encoded is None:
             return []
-        try:
-            encoded = _spec_encoder.encode(specs).decode("utf-8")
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-            for index, spec in enumerate(specs):  # find the culprit for the message
-                encode_payload(spec.payload, f"specs[{index}].payload")
-            raise
         preserve = bool(job_key_preserve_run_at)
         jobs = await self._rows(target, "add_jobs", (encoded, preserve), bulk=True)
         for _ in range(_ADD_RETRIES):
@@ -342,6 +309,69 @@ class Store:
         """The job with ``job_id``, or None."""
         jobs = await self._rows(target, "get_job", (job_id,))
         return jobs[0] if jobs else None
+
+
+def add_job_params(
+    identifier: str,
+    payload: Any,
+    queue_name: str | None,
+    run_at: datetime | None,
+    max_attempts: int | None,
+    job_key: str | None,
+    job_key_mode: JobKeyMode | None,
+    priority: int | None,
+    flags: Sequence[str] | None,
+) -> tuple[object, ...]:
+    """Validate one job's arguments and return the add_job query's parameters."""
+    spec = JobSpec(
+        identifier=identifier,
+        payload=payload,
+        queue_name=queue_name,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        job_key=job_key,
+        priority=priority,
+        flags=flags,
+    )
+    check_spec(spec)
+    check_key_mode(job_key_mode)
+    return (
+        identifier,
+        encode_payload({} if payload is None else payload),
+        queue_name,
+        _isoformat(run_at),
+        max_attempts,
+        job_key,
+        priority,
+        None if flags is None else list(flags),
+        job_key_mode or "replace",
+    )
+
+
+def add_jobs_payload(specs: Sequence[JobSpec]) -> str | None:
+    """Validate a batch and return it as the add_jobs query's JSON (None when empty)."""
+    if isinstance(specs, JobSpec) or not isinstance(specs, Sequence):
+        raise JobSpecError("specs", "must be a sequence of JobSpec")
+    keys: set[str] = set()
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, JobSpec):
+            raise JobSpecError(f"specs[{index}]", f"must be a JobSpec, not {type(spec).__name__}")
+        check_spec(spec, f"specs[{index}].")
+        if spec.job_key is not None:
+            if spec.job_key in keys:
+                raise JobSpecError(
+                    f"specs[{index}].job_key",
+                    f"{spec.job_key!r} appears twice in one batch; add them in separate calls",
+                )
+            keys.add(spec.job_key)
+    if not specs:
+        return None
+    try:
+        return _spec_encoder.encode(specs).decode("utf-8")
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        for index, spec in enumerate(specs):  # find the culprit for the message
+            encode_payload(spec.payload, f"specs[{index}].payload")
+        raise
 
 
 def _ids(ids: Sequence[int]) -> list[int]:

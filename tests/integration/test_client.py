@@ -18,6 +18,7 @@ from tests.support.dbtools import count_jobs, wait_until
 from zodworker import (
     NOT_GIVEN,
     CatalogError,
+    ConfigError,
     JobHelpers,
     PayloadValidationError,
     TaskCatalog,
@@ -263,3 +264,28 @@ async def test_lifecycle_is_idempotent_and_explains_misuse(db_url: str) -> None:
     await client.stop()
     with pytest.raises(ZodworkerError, match="new one"):
         await client.initialize()
+
+
+def test_sync_producers_enqueue_and_dequeue_in_their_transaction(db_url: str) -> None:
+    client = ZodWorker(catalog=Platform(), database_url=db_url, producer_only=True)
+    with psycopg.connect(db_url) as conn:
+        with conn.transaction():
+            job = client.enqueue_sync(Platform.startRun, StartRun(id="s1"), tx=conn)
+            client.enqueue_sync("sendEmail", {"to": "a@b.c"}, tx=conn, priority=0, job_key=None)
+        assert (job.queue_name, job.max_attempts, job.payload) == ("executions", 13, {"id": "s1"})
+        with pytest.raises(RuntimeError), conn.transaction():
+            client.enqueue_sync("startRun", {"id": "s2"}, tx=conn)
+            raise RuntimeError("rolled back")
+        with pytest.raises(PayloadValidationError):
+            client.enqueue_sync("startRun", {"id": 5}, tx=conn)
+        with pytest.raises(ConfigError, match="prioirty"):
+            client.enqueue_sync("startRun", {"id": "s3"}, tx=conn, prioirty=1)
+        keyed = client.enqueue_sync(
+            Platform.performRunExecution, PerformRun(id="r", step=1), tx=conn
+        )
+        assert client.dequeue_sync(keyed.key or "", tx=conn) is not None
+        assert client.dequeue_sync("no-such-key", tx=conn) is None
+        rows = conn.execute(
+            "select task_identifier, priority, key from graphile_worker.jobs order by id"
+        ).fetchall()
+        assert rows == [("startRun", 0, None), ("sendEmail", 0, None)]
