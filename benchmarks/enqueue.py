@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalog import TASK_OPTIONS, sample_payload  # noqa: E402
-from zodworker import JobSpec, Store, migrate  # noqa: E402
+from zodworker import JobSpec, Store, TaskCatalog, ZodWorker, migrate, task  # noqa: E402
 from zodworker.cli import resolve_connection  # noqa: E402
 
 ZW_SCHEMA = "zw_bench"
@@ -82,6 +82,37 @@ async def bench_zodworker(
     return {"single_s": single_s, "batch_s": batch_s}
 
 
+async def bench_client(
+    url: str, payloads: list[dict[str, Any]], single: int, batch_size: int, batch_total: int
+) -> dict[str, float]:
+    """The same workload through ZodWorker: catalog lookup, pydantic validation of every
+    payload, defaults overlaid, then the store."""
+    catalog = TaskCatalog(
+        **{
+            name: task(options.model, queue_name=options.queue_name)
+            for name, options in TASK_OPTIONS.items()
+            if name in TASKS
+        }
+    )
+    client = ZodWorker(catalog=catalog, schema=ZW_SCHEMA, producer_only=True, migrate=False)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        for i in range(single):
+            p = payloads[i % len(payloads)]
+            await client.enqueue(p["task"], p["payload"], tx=conn)
+        single_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for done in range(0, batch_total, batch_size):
+            items: list[tuple[Any, Any]] = [
+                (p["task"], p["payload"])
+                for p in (payloads[(done + i) % len(payloads)] for i in range(batch_size))
+            ]
+            await client.enqueue_many(items, tx=conn)
+        batch_s = time.perf_counter() - t0
+    return {"single_s": single_s, "batch_s": batch_s}
+
+
 def bench_graphile(
     url: str, payloads_file: Path, single: int, batch_size: int, batch_total: int
 ) -> dict[str, float]:
@@ -124,7 +155,11 @@ def main() -> None:
             await migrate(conn, schema=ZW_SCHEMA)
 
     asyncio.run(setup())
-    results: dict[str, list[dict[str, float]]] = {"zodworker": [], "graphile-worker": []}
+    results: dict[str, list[dict[str, float]]] = {
+        "zodworker": [],
+        "zodworker client": [],
+        "graphile-worker": [],
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(payloads, fh)
         payloads_file = Path(fh.name)
@@ -135,6 +170,12 @@ def main() -> None:
             results["zodworker"].append(
                 asyncio.run(
                     bench_zodworker(url, payloads, args.single, args.batch_size, args.batch_total)
+                )
+            )
+            asyncio.run(reset(url, ZW_SCHEMA))
+            results["zodworker client"].append(
+                asyncio.run(
+                    bench_client(url, payloads, args.single, args.batch_size, args.batch_total)
                 )
             )
             if not args.no_node:
@@ -166,6 +207,11 @@ def main() -> None:
             print(f"{label:<40} {ours:>12,.0f} {theirs:>16,.0f} {ours / theirs:>6.2f}x")
         else:
             print(f"{label:<40} {ours:>12,.0f} {'-':>16} {'-':>7}")
+    print(f"\n{'typed client vs raw store (jobs/s)':<40} {'client':>12} {'store':>16} {'cost':>7}")
+    for label, key, count in rows:
+        typed = rate("zodworker client", key, count)
+        raw = rate("zodworker", key, count)
+        print(f"{label:<40} {typed:>12,.0f} {raw:>16,.0f} {raw / typed - 1:>+6.0%}")
 
 
 if __name__ == "__main__":

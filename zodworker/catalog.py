@@ -41,7 +41,7 @@ TaskHandler = Callable[[P, Any], Any]
 class PayloadCodec(Generic[P]):
     """Validates payloads of one type and converts them to and from JSON-ready values."""
 
-    __slots__ = ("_adapter", "_kind", "type")
+    __slots__ = ("_adapter", "_dump", "_kind", "_validate", "type")
 
     def __init__(self, payload_type: type[P]) -> None:
         self.type = payload_type
@@ -50,7 +50,10 @@ class PayloadCodec(Generic[P]):
             self._adapter: pydantic.TypeAdapter[P] | None = None
         else:
             self._kind = "pydantic"
-            self._adapter = pydantic.TypeAdapter(payload_type)
+            self._adapter = adapter = pydantic.TypeAdapter(payload_type)
+            # the compiled validator and serializer, without TypeAdapter's per-call wrapping
+            self._validate = adapter.validator.validate_python
+            self._dump = adapter.serializer.to_python
 
     def validate(self, value: Any, *, task: str) -> P:
         """``value`` (an instance, or JSON-like data) as a valid payload; else raise
@@ -61,12 +64,12 @@ class PayloadCodec(Generic[P]):
                     # re-check constraints of a constructed Struct by a round trip
                     return msgspec.convert(msgspec.to_builtins(value), self.type)
                 return msgspec.convert(value, self.type)
-            assert self._adapter is not None
             if isinstance(value, pydantic.BaseModel):
                 # instances are taken as they are by default; they may have been built with
                 # model_construct() or mutated since, so check their data again
                 value = value.model_dump()
-            return self._adapter.validate_python(value)
+            valid: P = self._validate(value)
+            return valid
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "payload"
@@ -80,8 +83,7 @@ class PayloadCodec(Generic[P]):
         """JSON-ready builtins for storing ``payload``."""
         if self._kind == "msgspec":
             return msgspec.to_builtins(payload)
-        assert self._adapter is not None
-        return self._adapter.dump_python(payload, mode="json")
+        return self._dump(payload, mode="json")
 
 
 _UNSET: Any = object()

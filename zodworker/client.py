@@ -69,6 +69,7 @@ _OPTION_ORDER: Final = (
     "flags",
 )
 _OPTION_NAMES: Final = frozenset(_OPTION_ORDER)
+_NOTHING_GIVEN: Final = (NOT_GIVEN,) * len(_OPTION_ORDER)
 
 
 class ZodWorker:
@@ -342,26 +343,36 @@ class ZodWorker:
     ) -> tuple[JobSpec, JobKeyMode | None]:
         spec = self.catalog.resolve(task)
         valid = spec.codec.validate(payload, task=spec.identifier)
-
-        def pick(given: Any, default: Any) -> Any:
-            if given is not NOT_GIVEN:
-                return given
-            return default(valid) if callable(default) else default
-
-        mode = pick(job_key_mode, spec.job_key_mode)
-        return (
-            JobSpec(
-                identifier=spec.identifier,
-                payload=spec.codec.to_json(valid),
-                queue_name=pick(queue_name, spec.queue_name),
-                run_at=pick(run_at, None),
-                max_attempts=pick(max_attempts, spec.max_attempts),
-                job_key=pick(job_key, spec.job_key),
-                priority=pick(priority, spec.priority),
-                flags=pick(flags, spec.flags),
-            ),
-            mode,
+        # Only queue_name and job_key may be callables of the payload; the rest are values.
+        queue, key = spec.queue_name, spec.job_key
+        job = JobSpec(
+            identifier=spec.identifier,
+            payload=spec.codec.to_json(valid),
+            queue_name=queue(valid) if callable(queue) else queue,
+            max_attempts=spec.max_attempts,
+            job_key=key(valid) if callable(key) else key,
+            priority=spec.priority,
+            flags=spec.flags,
         )
+        mode = spec.job_key_mode
+        given = (queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags)
+        if given == _NOTHING_GIVEN:  # the common case, e.g. batches
+            return job, mode
+        if queue_name is not NOT_GIVEN:
+            job.queue_name = queue_name
+        if run_at is not NOT_GIVEN:
+            job.run_at = run_at
+        if job_key is not NOT_GIVEN:
+            job.job_key = job_key
+        if job_key_mode is not NOT_GIVEN:
+            mode = job_key_mode
+        if priority is not NOT_GIVEN:
+            job.priority = priority
+        if max_attempts is not NOT_GIVEN:
+            job.max_attempts = max_attempts
+        if flags is not NOT_GIVEN:
+            job.flags = flags
+        return job, mode
 
     # ---------------------------------------------------------------- running
 
