@@ -5,7 +5,7 @@ Node workers can run each other's jobs. The public surface is re-exported here.
 """
 
 from .catalog import PayloadCodec, TaskCatalog, TaskDef, task
-from .client import NOT_GIVEN, NotGiven, ZodWorker
+from .client import NOT_GIVEN, Cleanup, NotGiven, Reporter, ZodWorker
 from .errors import (
     CatalogError,
     ConfigError,
@@ -38,6 +38,7 @@ __all__ = [
     "AbortSignal",
     "AsyncTarget",
     "CatalogError",
+    "Cleanup",
     "ConfigError",
     "DatabaseError",
     "Event",
@@ -58,6 +59,7 @@ __all__ = [
     "PayloadEncodeError",
     "PayloadValidationError",
     "PermanentFailure",
+    "Reporter",
     "Store",
     "SyncStore",
     "Task",

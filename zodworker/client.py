@@ -27,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Literal, TypeVar, overload
@@ -35,8 +36,10 @@ from typing import Any, Final, Literal, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from . import sqlfiles
 from .catalog import TaskCatalog, TaskDef
 from .errors import ConfigError, PayloadValidationError, PermanentFailure, ZodworkerError
+from .events import Event
 from .helpers import JobHelpers
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
 from .migrate import migrate
@@ -45,7 +48,7 @@ from .runner import Task, WorkerPool, resolve_connection
 from .store import Store
 from .sync_store import SyncStore
 
-__all__ = ["NOT_GIVEN", "NotGiven", "ZodWorker"]
+__all__ = ["NOT_GIVEN", "Cleanup", "NotGiven", "Reporter", "ZodWorker"]
 
 P = TypeVar("P")
 
@@ -86,13 +89,18 @@ class ZodWorker:
         producer_only: bool = False,
         migrate: bool = True,
         invalid_payload: InvalidPayloadPolicy = "fail",
+        cleanup: Cleanup | None = None,
+        reporter: Reporter | None = None,
+        metrics_interval: float = 60.0,
         worker_options: WorkerOptions | None = None,
         **worker_overrides: Any,
     ) -> None:
         """``pool``: an open psycopg pool the client should use for enqueueing (the client
         does not close it); else one is opened from ``database_url`` (``DATABASE_URL``, else
         the embedded server). ``producer_only``: never run jobs (web processes).
-        ``invalid_payload``: ``"fail"`` (permanently) or ``"retry"``. Other keyword
+        ``invalid_payload``: ``"fail"`` (permanently) or ``"retry"``. ``cleanup``: delete
+        permanently failed jobs periodically. ``reporter(event, props)``: receives
+        ``"metrics"`` every ``metrics_interval`` seconds and ``"job:failed"``. Other keyword
         arguments are :class:`WorkerOptions` fields (concurrency, poll_interval, ...)."""
         if not isinstance(catalog, TaskCatalog):
             raise ConfigError("catalog", "must be a TaskCatalog")
@@ -116,6 +124,12 @@ class ZodWorker:
             )
         except TypeError as exc:
             raise ConfigError("worker options", str(exc)) from None
+        self._cleanup = cleanup
+        self._reporter = reporter
+        if not (isinstance(metrics_interval, (int, float)) and metrics_interval > 0):
+            raise ConfigError("metrics_interval", "must be a positive number of seconds")
+        self._metrics_interval = float(metrics_interval)
+        self._background: list[asyncio.Task[None]] = []
         self._runner: WorkerPool | None = None
         self._state: Literal["new", "running", "stopped"] = "new"
         self.logger = logging.getLogger(f"zodworker.client.{name}")
@@ -157,6 +171,15 @@ class ZodWorker:
                 )
                 self._runner = WorkerPool(tasks, options)
                 await self._runner.start()
+            if self._cleanup is not None:
+                self._background.append(asyncio.create_task(self._cleanup_loop(self._cleanup)))
+            if self._reporter is not None:
+                self._background.append(asyncio.create_task(self._metrics_loop(self._reporter)))
+                if self._runner is not None:
+                    reporter = self._reporter
+                    self._runner.events.on(
+                        "job:failed", lambda e: _report(reporter, "job:failed", _job_props(e))
+                    )
         self._state = "running"
 
     async def stop(self, timeout: float | None = 60.0) -> None:  # noqa: ASYNC109 (graceful period)
@@ -166,6 +189,9 @@ class ZodWorker:
             self._state = "stopped"
             return
         self._state = "stopped"
+        for background in self._background:
+            background.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._runner is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._runner.stop()), timeout)
@@ -374,6 +400,53 @@ class ZodWorker:
             job.flags = flags
         return job, mode
 
+    # ---------------------------------------------------------------- housekeeping
+
+    async def cleanup_now(self, cleanup: Cleanup) -> int:
+        """Delete up to ``cleanup.max_count`` permanently failed jobs older than
+        ``cleanup.ttl`` seconds (through ``complete_jobs``); return how many."""
+        async with self._require_pool().connection() as conn:
+            cur = await conn.execute(
+                sqlfiles.query("cleanup_dead_jobs", self._schema),
+                {"ttl": f"{cleanup.ttl} seconds", "max_count": cleanup.max_count},
+            )
+            row = await cur.fetchone()
+            await conn.commit()
+        return int(row[0]) if row else 0
+
+    async def metrics(self) -> dict[str, Any]:
+        """Queue metrics: jobs ready to run per task (from the available-jobs index) and
+        this process's running and locally held jobs."""
+        async with self._require_pool().connection() as conn:
+            cur = await conn.execute(sqlfiles.query("runnable_by_task", self._schema))
+            by_task = {identifier: int(n) for identifier, n in await cur.fetchall()}
+            await conn.commit()
+        runner = self._runner
+        return {
+            "runnable": sum(by_task.values()),
+            "runnable_by_task": by_task,
+            "running": 0 if runner is None else len(runner._running),
+            "held": 0 if runner is None else len(runner._buffer),
+        }
+
+    async def _cleanup_loop(self, cleanup: Cleanup) -> None:
+        while True:
+            try:
+                removed = await self.cleanup_now(cleanup)
+                if removed:
+                    self.logger.info("cleanup removed %d permanently failed jobs", removed)
+            except Exception as exc:  # never let housekeeping take the client down
+                self.logger.warning("cleanup failed: %s", exc)
+            await asyncio.sleep(cleanup.interval)
+
+    async def _metrics_loop(self, reporter: Reporter) -> None:
+        while True:
+            try:
+                _report(reporter, "metrics", await self.metrics())
+            except Exception as exc:
+                self.logger.warning("metrics failed: %s", exc)
+            await asyncio.sleep(self._metrics_interval)
+
     # ---------------------------------------------------------------- running
 
     def _runnable(self, spec: TaskDef[Any]) -> Task:
@@ -400,6 +473,47 @@ class ZodWorker:
             return handler(validate(payload), helpers)
 
         return Task(run_sync, timeout=spec.timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Cleanup:
+    """Periodic removal of permanently failed jobs: every ``interval`` seconds, at most
+    ``max_count`` of those last touched more than ``ttl`` seconds ago."""
+
+    ttl: float = 7 * 24 * 3600.0
+    max_count: int = 1000
+    interval: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"cleanup.{name}", "must be a positive number of seconds")
+        if isinstance(self.max_count, bool) or not (
+            isinstance(self.max_count, int) and self.max_count > 0
+        ):
+            raise ConfigError("cleanup.max_count", "must be a positive integer")
+
+
+Reporter = Callable[[str, dict[str, Any]], object]
+"""``reporter(event, props)``: called with ``"metrics"`` and ``"job:failed"``."""
+
+
+def _report(reporter: Reporter, event: str, props: dict[str, Any]) -> None:
+    try:
+        reporter(event, props)
+    except Exception:
+        logging.getLogger("zodworker.client").exception("reporter raised on %s; ignored", event)
+
+
+def _job_props(event: Event) -> dict[str, Any]:
+    job = event.job
+    return {
+        "job_id": None if job is None else job.id,
+        "task": None if job is None else job.task_identifier,
+        "attempts": None if job is None else job.attempts,
+        "error": None if event.error is None else str(event.error),
+    }
 
 
 def _fields(options: WorkerOptions) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tests.support.dbtools import count_jobs, wait_until
 from zodworker import (
     NOT_GIVEN,
     CatalogError,
+    Cleanup,
     ConfigError,
     JobHelpers,
     PayloadValidationError,
@@ -135,11 +136,11 @@ async def test_defaults_overlay_not_given_none_and_zero(client: ZodWorker, conn:
         "startRun", {"id": "b"}, tx=conn, queue_name=None, max_attempts=NOT_GIVEN, priority=0
     )
     assert (job.queue_name, job.max_attempts, job.priority) == (None, 13, 0)
-    job = await client.enqueue("sendEmail", Email(to="x@y.z"), tx=conn)  # string job key
+    later = datetime.now(UTC) + timedelta(hours=1)  # not run meanwhile by the client's worker
+    job = await client.enqueue("sendEmail", Email(to="x@y.z"), tx=conn, run_at=later)  # str key
     assert (job.key, job.priority, job.payload) == ("email", 5, {"to": "x@y.z", "attempts_left": 3})
-    again = await client.enqueue("sendEmail", {"to": "q@r.s"}, tx=conn, priority=0)
+    again = await client.enqueue("sendEmail", {"to": "q@r.s"}, tx=conn, priority=0, run_at=later)
     assert (again.id, again.revision, again.priority) == (job.id, 1, 0)  # replaced, 0 kept
-    later = datetime.now(UTC) + timedelta(hours=1)
     run = await client.enqueue(
         Platform.performRunExecution, PerformRun(id="r9", step=2), tx=conn, run_at=later
     )
@@ -289,3 +290,68 @@ def test_sync_producers_enqueue_and_dequeue_in_their_transaction(db_url: str) ->
             "select task_identifier, priority, key from graphile_worker.jobs order by id"
         ).fetchall()
         assert rows == [("startRun", 0, None), ("sendEmail", 0, None)]
+
+
+async def test_cleanup_removes_only_old_dead_jobs_at_most_n_per_run(
+    client: ZodWorker, conn: AsyncConn
+) -> None:
+    for n in range(5):
+        await client.enqueue(
+            "startRun", {"id": f"dead{n}"}, tx=conn, run_at=datetime(2099, 1, 1, tzinfo=UTC)
+        )
+    await conn.execute(
+        "update graphile_worker._private_jobs set attempts = max_attempts,"
+        " updated_at = now() - interval '10 days'"
+    )
+    fresh = await client.enqueue(
+        "startRun", {"id": "fresh"}, tx=conn, run_at=datetime(2099, 1, 1, tzinfo=UTC)
+    )
+    await conn.execute(
+        "update graphile_worker._private_jobs set attempts = max_attempts where id = %s",
+        (fresh.id,),
+    )
+    alive = await client.enqueue(
+        "startRun", {"id": "alive"}, tx=conn, run_at=datetime(2099, 1, 1, tzinfo=UTC)
+    )
+    policy = Cleanup(ttl=7 * 24 * 3600, max_count=3)
+    assert await client.cleanup_now(policy) == 3
+    assert await client.cleanup_now(policy) == 2
+    assert await client.cleanup_now(policy) == 0
+    cur = await conn.execute("select id from graphile_worker._private_jobs order by id")
+    assert [row[0] for row in await cur.fetchall()] == [fresh.id, alive.id]
+    with pytest.raises(ConfigError, match=r"cleanup\.max_count"):
+        Cleanup(max_count=0)
+
+
+async def test_reporter_gets_metrics_and_permanent_failures(db_url: str) -> None:
+    reports: list[tuple[str, dict[str, Any]]] = []
+    got_failure = asyncio.Event()
+
+    def reporter(event: str, props: dict[str, Any]) -> None:
+        reports.append((event, props))
+        if event == "job:failed":
+            got_failure.set()
+
+    async with (
+        ZodWorker(
+            catalog=Platform(), database_url=db_url, reporter=reporter, metrics_interval=0.05
+        ) as client,
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn,
+    ):
+        later = datetime(2099, 1, 1, tzinfo=UTC)
+        for n in range(3):
+            await client.enqueue("startRun", {"id": f"w{n}"}, tx=conn, run_at=later)
+        await client.enqueue(Platform.sendEmail, Email(to="x@y.z"), tx=conn, run_at=later)
+        await conn.execute(
+            "update graphile_worker._private_jobs set run_at = now() - interval '1 hour'"
+            " where payload->>'id' = 'w0'"
+        )
+        await conn.execute("select graphile_worker.add_job('startRun', '{}'::json)")  # invalid
+        await asyncio.wait_for(got_failure.wait(), 30)
+        metrics = await client.metrics()
+    failed = [props for event, props in reports if event == "job:failed"]
+    assert failed[0]["task"] == "startRun" and "invalid payload" in failed[0]["error"]
+    assert any(event == "metrics" for event, _ in reports)
+    # w0 ran (startRun handler), 2 startRun + 1 sendEmail wait for 2099: not runnable
+    assert metrics["runnable_by_task"] == {}
+    assert metrics["runnable"] == 0
