@@ -47,6 +47,7 @@ from .options import WorkerOptions
 from .runner import Task, WorkerPool, resolve_connection
 from .store import Store
 from .sync_store import SyncStore
+from .tracing import Tracing, strip_trace
 
 __all__ = ["NOT_GIVEN", "Cleanup", "NotGiven", "Reporter", "ZodWorker"]
 
@@ -92,6 +93,7 @@ class ZodWorker:
         cleanup: Cleanup | None = None,
         reporter: Reporter | None = None,
         metrics_interval: float = 60.0,
+        tracing: bool = False,
         worker_options: WorkerOptions | None = None,
         **worker_overrides: Any,
     ) -> None:
@@ -100,7 +102,8 @@ class ZodWorker:
         the embedded server). ``producer_only``: never run jobs (web processes).
         ``invalid_payload``: ``"fail"`` (permanently) or ``"retry"``. ``cleanup``: delete
         permanently failed jobs periodically. ``reporter(event, props)``: receives
-        ``"metrics"`` every ``metrics_interval`` seconds and ``"job:failed"``. Other keyword
+        ``"metrics"`` every ``metrics_interval`` seconds and ``"job:failed"``. ``tracing``:
+        OpenTelemetry spans (see :mod:`zodworker.tracing`). Other keyword
         arguments are :class:`WorkerOptions` fields (concurrency, poll_interval, ...)."""
         if not isinstance(catalog, TaskCatalog):
             raise ConfigError("catalog", "must be a TaskCatalog")
@@ -124,6 +127,7 @@ class ZodWorker:
             )
         except TypeError as exc:
             raise ConfigError("worker options", str(exc)) from None
+        self._tracing = Tracing() if tracing else None
         self._cleanup = cleanup
         self._reporter = reporter
         if not (isinstance(metrics_interval, (int, float)) and metrics_interval > 0):
@@ -266,6 +270,19 @@ class ZodWorker:
             task, payload, queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags
         )
         target = tx if tx is not None else self._require_pool()
+        if self._tracing is None:
+            return await self._add(target, spec, mode)
+        with self._tracing.enqueue(spec) as span:
+            job = await self._add(target, spec, mode)
+            self._tracing.record_job(span, job)
+            return job
+
+    async def _add(
+        self,
+        target: psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any],
+        spec: JobSpec,
+        mode: JobKeyMode | None,
+    ) -> Job:
         return await self._store.add_job(
             target,
             spec.identifier,
@@ -456,21 +473,28 @@ class ZodWorker:
 
         def validate(payload: Any) -> Any:
             try:
-                return codec.validate(payload, task=name)
+                return codec.validate(strip_trace(payload), task=name)
             except PayloadValidationError as exc:
                 if policy == "fail":
                     raise PermanentFailure(f"invalid payload: {exc}") from exc
                 raise
 
+        tracing = self._tracing
         if inspect.iscoroutinefunction(handler):
 
             async def run_async(payload: Any, helpers: JobHelpers) -> Any:
-                return await handler(validate(payload), helpers)
+                if tracing is None:
+                    return await handler(validate(payload), helpers)
+                with tracing.run(helpers.job, payload):
+                    return await handler(validate(payload), helpers)
 
             return Task(run_async, timeout=spec.timeout)
 
         def run_sync(payload: Any, helpers: JobHelpers) -> Any:
-            return handler(validate(payload), helpers)
+            if tracing is None:
+                return handler(validate(payload), helpers)
+            with tracing.run(helpers.job, payload):
+                return handler(validate(payload), helpers)
 
         return Task(run_sync, timeout=spec.timeout)
 
