@@ -139,3 +139,52 @@ async def test_node_and_python_workers_share_a_named_queue(gw: GraphileWorker, d
 @pytest.fixture(scope="module")
 def gw() -> GraphileWorker:
     return graphile_worker()
+
+
+NODE_ADD_START_RUN = """
+import { makeWorkerUtils } from "graphile-worker";
+const [connectionString] = process.argv.slice(2);
+const utils = await makeWorkerUtils({ connectionString });
+await utils.addJob("startRun", { id: "run_from_node" }, { queueName: "executions" });
+await utils.addJob("startRun", { runId: 42 }, { queueName: "executions" });  // not a StartRun
+await utils.release();
+"""
+
+
+async def test_a_node_added_job_runs_on_the_typed_client_with_a_validated_payload(
+    gw: GraphileWorker, db_url: str
+) -> None:
+    from pydantic import BaseModel
+
+    from zodworker import TaskCatalog, ZodWorker, task
+
+    class StartRun(BaseModel):
+        id: str
+
+    received: list[StartRun] = []
+
+    async def start_run(payload: StartRun, helpers: JobHelpers) -> None:
+        received.append(payload)
+
+    class Platform(TaskCatalog):
+        startRun = task(StartRun, handler=start_run, queue_name="executions")
+
+    async with ZodWorker(catalog=Platform(), database_url=db_url, poll_interval=0.05):
+        gw.node_script(NODE_ADD_START_RUN, db_url)
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+
+            async def settled() -> bool:
+                cur = await conn.execute(
+                    "select count(*) from graphile_worker._private_jobs where last_error is null"
+                )
+                row = await cur.fetchone()
+                return bool(received) and row is not None and row[0] == 0
+
+            await wait_until(settled, within=30, what="both Node jobs to be handled")
+            cur = await conn.execute(
+                "select attempts, max_attempts, last_error from graphile_worker._private_jobs"
+            )
+            [(attempts, max_attempts, last_error)] = await cur.fetchall()
+    assert received == [StartRun(id="run_from_node")]
+    assert attempts == max_attempts  # the invalid one failed for good, no retries
+    assert "invalid payload" in last_error and "payload.id" in last_error
