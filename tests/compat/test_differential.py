@@ -334,7 +334,9 @@ def _job_ids(ids: Sequence[int], refs: Sequence[int]) -> list[int]:
     return [_job_id(ids, ref) for ref in refs]
 
 
-def _fetch(conn: Conn, query: sql.Composable, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+def _fetch(
+    conn: Conn, query: sql.Composed | sql.SQL, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return cur.fetchall()
