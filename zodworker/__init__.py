@@ -27,7 +27,7 @@ from .helpers import AbortSignal, JobHelpers
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
 from .migrate import MigrationResult, latest_revision, migrate
 from .options import WorkerOptions
-from .runner import Task, WorkerPool, run, run_once
+from .runner import Task, WorkerPool, resolve_connection, run, run_once
 from .store import AsyncTarget, Store
 from .sync_store import SyncStore
 from .tasks import Handler, load_task_directory
@@ -75,6 +75,7 @@ __all__ = [
     "latest_revision",
     "load_task_directory",
     "migrate",
+    "resolve_connection",
     "run",
     "run_once",
     "task",

@@ -159,11 +159,12 @@ class ZodWorker:
         assert self._pool is not None
         if self._migrate:
             async with self._pool.connection() as conn:
+                autocommit = conn.autocommit  # a caller's pool may use either; put it back
                 await conn.set_autocommit(True)
                 try:
                     await migrate(conn, schema=self._schema)
                 finally:
-                    await conn.set_autocommit(False)
+                    await conn.set_autocommit(autocommit)
         if not self._producer_only:
             tasks = {
                 name: self._runnable(spec) for name, spec in self.catalog.items() if spec.handler

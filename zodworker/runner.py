@@ -305,6 +305,9 @@ class WorkerPool:
             beats = WorkerStore(beat_pool, opts.schema, self.pool_id)
             await beats.register()
             self._emit("pool:create")
+            # Register the tasks before reporting "started": a job enqueued right after
+            # start() must find this pool ready to fetch it.
+            self._task_ids = await store.register_tasks(list(self._tasks))
             self._completions = _Batcher(store.complete, opts.complete_job_batch_delay, self._nudge)
             self._failures = _Batcher(store.fail, opts.fail_job_batch_delay, self._nudge)
             async with anyio.create_task_group() as background:

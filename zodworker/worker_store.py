@@ -88,10 +88,25 @@ class WorkerStore:
             return await cur.fetchall() if cur.description else []
 
     async def register_tasks(self, identifiers: Sequence[str]) -> list[int]:
-        """Make sure the task rows exist; remember and return their ids."""
-        rows = await self._fetch("task_ids", (list(identifiers),))
-        self.task_names = {task_id: identifier for task_id, identifier in rows}
-        return list(self.task_names)
+        """Make sure the task rows exist; remember and return their ids.
+
+        A row another transaction is inserting at the same moment is skipped by our insert
+        (on conflict) and is not yet visible to our statement's snapshot: those identifiers
+        are asked for again in a new statement until every one has its id.
+        """
+        names: dict[int, str] = {}
+        missing = list(dict.fromkeys(identifiers))
+        for _ in range(50):
+            rows = await self._fetch("task_ids", (missing,))
+            names.update({task_id: identifier for task_id, identifier in rows})
+            found = set(names.values())
+            missing = [identifier for identifier in missing if identifier not in found]
+            if not missing:
+                break
+        else:
+            raise RuntimeError(f"could not register task identifiers {missing}")
+        self.task_names = names
+        return list(names)
 
     async def get_jobs(self, task_ids: list[int], forbidden: list[str], n: int) -> list[Job]:
         """Lock and return up to ``n`` runnable jobs (attempts already incremented)."""

@@ -1227,3 +1227,39 @@ async def test_replace_tasks_picks_up_a_new_identifier(
         pool.replace_tasks({"a": a, "c": c})
         await wait_set(done)
         await wait_job_gone(conn, job.id)
+
+
+async def test_task_registration_racing_a_first_add_job_still_runs_the_job(db_url: str) -> None:
+    """add_job creates a brand-new task row in an open transaction while a pool starts: the
+    pool's registration waits on that row, skips it on conflict and must ask again."""
+    ran = asyncio.Event()
+
+    async def brand_new(payload: Any, helpers: JobHelpers) -> None:
+        ran.set()
+
+    async with (
+        await psycopg.AsyncConnection.connect(db_url) as adder,
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as observer,
+    ):
+        await Store().add_job(adder, "brandNew", {"n": 1})  # not committed yet
+        pool = WorkerPool(  # a second task: a partly registered list must not look complete
+            {"brandNew": brand_new, "alsoHere": brand_new},
+            WorkerOptions(connection=db_url, handle_signals=False, poll_interval=0.05),
+        )
+        starting = asyncio.create_task(pool.start())
+
+        async def someone_waits_on_a_lock() -> bool:
+            cur = await observer.execute(
+                "select count(*) from pg_stat_activity"
+                " where datname = current_database() and wait_event_type = 'Lock'"
+            )
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+        await wait_until(someone_waits_on_a_lock, what="registration to wait on the new task row")
+        await adder.commit()
+        await starting
+        try:
+            await asyncio.wait_for(ran.wait(), 10)
+        finally:
+            await pool.stop()
