@@ -31,8 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalog import TASK_OPTIONS, sample_payload  # noqa: E402
-from zodworker import JobSpec, Store, TaskCatalog, ZodWorker, migrate, task  # noqa: E402
-from zodworker.cli import resolve_connection  # noqa: E402
+from zodworker import (  # noqa: E402
+    JobSpec,
+    Store,
+    TaskCatalog,
+    ZodWorker,
+    migrate,
+    resolve_connection,
+    task,
+)
 
 ZW_SCHEMA = "zw_bench"
 GW_SCHEMA = "gw_bench"

@@ -48,8 +48,15 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zodworker import Events, JobSpec, Store, WorkerOptions, migrate, run  # noqa: E402
-from zodworker.runner import resolve_connection  # noqa: E402
+from zodworker import (  # noqa: E402
+    Events,
+    JobSpec,
+    Store,
+    WorkerOptions,
+    migrate,
+    resolve_connection,
+    run,
+)
 
 ZW_SCHEMA = "zw_bench"
 GW_SCHEMA = "gw_bench"

@@ -17,8 +17,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the catalog package
 
 from catalog import TASK_OPTIONS, StartRun
-from zodworker import Store, migrate
-from zodworker.cli import resolve_connection
+from zodworker import Store, migrate, resolve_connection
 
 
 async def create_run(
