@@ -72,7 +72,6 @@ _OPTION_ORDER: Final = (
     "max_attempts",
     "flags",
 )
-_OPTION_NAMES: Final = frozenset(_OPTION_ORDER)
 _NOTHING_GIVEN: Final = (NOT_GIVEN,) * len(_OPTION_ORDER)
 
 
@@ -331,24 +330,53 @@ class ZodWorker:
 
     @overload
     def enqueue_sync(
-        self, task: TaskDef[P], payload: P, *, tx: psycopg.Connection[Any], **options: Any
+        self,
+        task: TaskDef[P],
+        payload: P,
+        *,
+        tx: psycopg.Connection[Any],
+        queue_name: str | NotGiven | None = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        job_key: str | NotGiven | None = NOT_GIVEN,
+        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
+        priority: int | NotGiven | None = NOT_GIVEN,
+        max_attempts: int | NotGiven | None = NOT_GIVEN,
+        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
     ) -> Job: ...
     @overload
     def enqueue_sync(
-        self, task: str, payload: Any, *, tx: psycopg.Connection[Any], **options: Any
+        self,
+        task: str,
+        payload: Any,
+        *,
+        tx: psycopg.Connection[Any],
+        queue_name: str | NotGiven | None = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        job_key: str | NotGiven | None = NOT_GIVEN,
+        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
+        priority: int | NotGiven | None = NOT_GIVEN,
+        max_attempts: int | NotGiven | None = NOT_GIVEN,
+        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
     ) -> Job: ...
     def enqueue_sync(
-        self, task: TaskDef[Any] | str, payload: Any, *, tx: psycopg.Connection[Any], **options: Any
+        self,
+        task: TaskDef[Any] | str,
+        payload: Any,
+        *,
+        tx: psycopg.Connection[Any],
+        queue_name: str | NotGiven | None = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        job_key: str | NotGiven | None = NOT_GIVEN,
+        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
+        priority: int | NotGiven | None = NOT_GIVEN,
+        max_attempts: int | NotGiven | None = NOT_GIVEN,
+        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
     ) -> Job:
         """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
         (committed with it). Takes the same options; needs no :meth:`initialize`."""
-        unknown = set(options) - _OPTION_NAMES
-        if unknown:
-            raise ConfigError(
-                ", ".join(sorted(unknown)), f"unknown option; use {sorted(_OPTION_NAMES)}"
-            )
-        given = [options.get(name, NOT_GIVEN) for name in _OPTION_ORDER]
-        spec, mode = self._spec(task, payload, *given)
+        spec, mode = self._spec(
+            task, payload, queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags
+        )
         return self._sync_store.add_job(
             tx,
             spec.identifier,

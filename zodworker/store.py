@@ -49,6 +49,8 @@ _CONSTRAINT_FIELDS: Final = {
     "tasks_identifier_check": "identifier",
     "job_queues_queue_name_check": "queue_name",
 }
+# undefined schema / table / function: the schema was probably never migrated
+_NOT_INSTALLED: Final = frozenset({"3F000", "42P01", "42883"})
 # An add that loses a race with a worker locking the keyed job is retried this many times
 # on schemas whose add_job/add_jobs can return nothing in that case (installed by
 # graphile-worker); our own functions retry inside the database and never need it.
@@ -105,7 +107,13 @@ def translate_errors() -> Iterator[None]:
             raise JobSpecError(
                 "priority/max_attempts", f"out of range: {diag.message_primary}"
             ) from exc
-        raise DatabaseError(str(exc).strip() or type(exc).__name__, sqlstate) from exc
+        message = str(exc).strip() or type(exc).__name__
+        if sqlstate in _NOT_INSTALLED:
+            message += (
+                " (is the schema installed? run `zodworker migrate`, or `await migrate(conn)` /"
+                " `await client.initialize()` first)"
+            )
+        raise DatabaseError(message, sqlstate) from exc
 
 
 @asynccontextmanager

@@ -279,8 +279,8 @@ def test_sync_producers_enqueue_and_dequeue_in_their_transaction(db_url: str) ->
             raise RuntimeError("rolled back")
         with pytest.raises(PayloadValidationError):
             client.enqueue_sync("startRun", {"id": 5}, tx=conn)
-        with pytest.raises(ConfigError, match="prioirty"):
-            client.enqueue_sync("startRun", {"id": "s3"}, tx=conn, prioirty=1)
+        with pytest.raises(TypeError, match="prioirty"):
+            client.enqueue_sync("startRun", {"id": "s3"}, tx=conn, prioirty=1)  # type: ignore[call-overload]
         keyed = client.enqueue_sync(
             Platform.performRunExecution, PerformRun(id="r", step=1), tx=conn
         )
