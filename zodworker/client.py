@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Final, Literal, TypeVar, overload
+from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -49,7 +49,7 @@ from .store import Store
 from .sync_store import SyncStore
 from .tracing import Tracing, strip_trace
 
-__all__ = ["NOT_GIVEN", "Cleanup", "NotGiven", "Reporter", "ZodWorker"]
+__all__ = ["NOT_GIVEN", "Cleanup", "EnqueueOptions", "NotGiven", "Reporter", "ZodWorker"]
 
 P = TypeVar("P")
 
@@ -72,7 +72,18 @@ _OPTION_ORDER: Final = (
     "max_attempts",
     "flags",
 )
-_NOTHING_GIVEN: Final = (NOT_GIVEN,) * len(_OPTION_ORDER)
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """Per-call job options. One not given keeps the task's default; ``None`` clears it."""
+
+    queue_name: str | NotGiven | None
+    run_at: datetime | NotGiven | None
+    job_key: str | NotGiven | None
+    job_key_mode: JobKeyMode | NotGiven | None
+    priority: int | NotGiven | None
+    max_attempts: int | NotGiven | None
+    flags: Sequence[str] | NotGiven | None
 
 
 class ZodWorker:
@@ -225,13 +236,7 @@ class ZodWorker:
         payload: P,
         *,
         tx: psycopg.AsyncConnection[Any] | None = None,
-        queue_name: str | NotGiven | None = NOT_GIVEN,
-        run_at: datetime | NotGiven | None = NOT_GIVEN,
-        job_key: str | NotGiven | None = NOT_GIVEN,
-        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
-        priority: int | NotGiven | None = NOT_GIVEN,
-        max_attempts: int | NotGiven | None = NOT_GIVEN,
-        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[EnqueueOptions],
     ) -> Job: ...
     @overload
     async def enqueue(
@@ -240,13 +245,7 @@ class ZodWorker:
         payload: Any,
         *,
         tx: psycopg.AsyncConnection[Any] | None = None,
-        queue_name: str | NotGiven | None = NOT_GIVEN,
-        run_at: datetime | NotGiven | None = NOT_GIVEN,
-        job_key: str | NotGiven | None = NOT_GIVEN,
-        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
-        priority: int | NotGiven | None = NOT_GIVEN,
-        max_attempts: int | NotGiven | None = NOT_GIVEN,
-        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[EnqueueOptions],
     ) -> Job: ...
     async def enqueue(
         self,
@@ -254,21 +253,13 @@ class ZodWorker:
         payload: Any,
         *,
         tx: psycopg.AsyncConnection[Any] | None = None,
-        queue_name: str | NotGiven | None = NOT_GIVEN,
-        run_at: datetime | NotGiven | None = NOT_GIVEN,
-        job_key: str | NotGiven | None = NOT_GIVEN,
-        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
-        priority: int | NotGiven | None = NOT_GIVEN,
-        max_attempts: int | NotGiven | None = NOT_GIVEN,
-        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[EnqueueOptions],
     ) -> Job:
         """Validate ``payload`` for ``task`` and add the job; return it.
 
         ``task`` is a task of the catalog (typed: mypy checks the payload's type) or its
         identifier. With ``tx`` the job is added in that connection's transaction."""
-        spec, mode = self._spec(
-            task, payload, queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags
-        )
+        spec, mode = self._spec(task, payload, options)
         target = tx if tx is not None else self._require_pool()
         if self._tracing is None:
             return await self._add(target, spec, mode)
@@ -304,7 +295,7 @@ class ZodWorker:
     ) -> list[Job]:
         """Validate and add many jobs in one statement (key mode ``replace``, or
         ``preserve_run_at`` when every keyed task asks for it)."""
-        built = [self._spec(task, payload, *([NOT_GIVEN] * 7)) for task, payload in items]
+        built = [self._spec(task, payload, {}) for task, payload in items]
         modes = {mode for spec, mode in built if spec.job_key is not None}
         if "unsafe_dedupe" in modes or len(modes) > 1:
             raise ConfigError(
@@ -335,13 +326,7 @@ class ZodWorker:
         payload: P,
         *,
         tx: psycopg.Connection[Any],
-        queue_name: str | NotGiven | None = NOT_GIVEN,
-        run_at: datetime | NotGiven | None = NOT_GIVEN,
-        job_key: str | NotGiven | None = NOT_GIVEN,
-        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
-        priority: int | NotGiven | None = NOT_GIVEN,
-        max_attempts: int | NotGiven | None = NOT_GIVEN,
-        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[EnqueueOptions],
     ) -> Job: ...
     @overload
     def enqueue_sync(
@@ -350,13 +335,7 @@ class ZodWorker:
         payload: Any,
         *,
         tx: psycopg.Connection[Any],
-        queue_name: str | NotGiven | None = NOT_GIVEN,
-        run_at: datetime | NotGiven | None = NOT_GIVEN,
-        job_key: str | NotGiven | None = NOT_GIVEN,
-        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
-        priority: int | NotGiven | None = NOT_GIVEN,
-        max_attempts: int | NotGiven | None = NOT_GIVEN,
-        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[EnqueueOptions],
     ) -> Job: ...
     def enqueue_sync(
         self,
@@ -364,19 +343,11 @@ class ZodWorker:
         payload: Any,
         *,
         tx: psycopg.Connection[Any],
-        queue_name: str | NotGiven | None = NOT_GIVEN,
-        run_at: datetime | NotGiven | None = NOT_GIVEN,
-        job_key: str | NotGiven | None = NOT_GIVEN,
-        job_key_mode: JobKeyMode | NotGiven | None = NOT_GIVEN,
-        priority: int | NotGiven | None = NOT_GIVEN,
-        max_attempts: int | NotGiven | None = NOT_GIVEN,
-        flags: Sequence[str] | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[EnqueueOptions],
     ) -> Job:
         """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
         (committed with it). Takes the same options; needs no :meth:`initialize`."""
-        spec, mode = self._spec(
-            task, payload, queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags
-        )
+        spec, mode = self._spec(task, payload, options)
         return self._sync_store.add_job(
             tx,
             spec.identifier,
@@ -402,16 +373,7 @@ class ZodWorker:
         return self._pool
 
     def _spec(
-        self,
-        task: TaskDef[Any] | str,
-        payload: Any,
-        queue_name: Any,
-        run_at: Any,
-        job_key: Any,
-        job_key_mode: Any,
-        priority: Any,
-        max_attempts: Any,
-        flags: Any,
+        self, task: TaskDef[Any] | str, payload: Any, options: EnqueueOptions
     ) -> tuple[JobSpec, JobKeyMode | None]:
         spec = self.catalog.resolve(task)
         valid = spec.codec.validate(payload, task=spec.identifier)
@@ -427,23 +389,17 @@ class ZodWorker:
             flags=spec.flags,
         )
         mode = spec.job_key_mode
-        given = (queue_name, run_at, job_key, job_key_mode, priority, max_attempts, flags)
-        if given == _NOTHING_GIVEN:  # the common case, e.g. batches
+        if not options:  # the common case, e.g. batches
             return job, mode
-        if queue_name is not NOT_GIVEN:
-            job.queue_name = queue_name
-        if run_at is not NOT_GIVEN:
-            job.run_at = run_at
-        if job_key is not NOT_GIVEN:
-            job.job_key = job_key
-        if job_key_mode is not NOT_GIVEN:
-            mode = job_key_mode
-        if priority is not NOT_GIVEN:
-            job.priority = priority
-        if max_attempts is not NOT_GIVEN:
-            job.max_attempts = max_attempts
-        if flags is not NOT_GIVEN:
-            job.flags = flags
+        for name, value in options.items():
+            if value is NOT_GIVEN:
+                continue
+            if name == "job_key_mode":
+                mode = value  # type: ignore[assignment]
+            elif name in _OPTION_ORDER:
+                setattr(job, name, value)
+            else:
+                raise TypeError(f"enqueue() got an unexpected option {name!r}")
         return job, mode
 
     # ---------------------------------------------------------------- housekeeping
