@@ -5,6 +5,7 @@
     ZodworkerError
     ├── ConfigError (also ValueError)       a bad option; names the option and the fix
     ├── CatalogError (also LookupError)     unknown task (with close names), bad catalog
+    ├── CrontabError (also ValueError)      a bad crontab line: line, column, expected token
     ├── JobSpecError (also ValueError)      bad input to add_job / add_jobs; nothing written
     │   ├── PayloadEncodeError              the payload cannot be encoded as JSON
     │   └── PayloadValidationError          the payload does not match its task's model
@@ -31,6 +32,7 @@ from typing import Any
 __all__ = [
     "CatalogError",
     "ConfigError",
+    "CrontabError",
     "DatabaseError",
     "IncompatibleSchemaError",
     "JobKeyModeError",
@@ -118,6 +120,31 @@ class PayloadValidationError(JobSpecError):
 
 class CatalogError(ZodworkerError, LookupError):
     """An unknown task identifier (the message lists close names) or a malformed catalog."""
+
+
+class CrontabError(ZodworkerError, ValueError):
+    """A crontab (or one of its lines) is invalid.
+
+    ``line`` and ``column`` (both 1-based) locate the offending token, ``expected`` says what
+    was expected there and ``got`` is the offending text (``None`` at the end of the line).
+    """
+
+    def __init__(self, expected: str, got: str | None, *, line: int = 1, column: int = 1) -> None:
+        if got is None:
+            shown = "the end of the line"
+        elif got == "":
+            shown = "nothing"
+        else:
+            shown = repr(got if len(got) <= 40 else got[:37] + "...")
+        super().__init__(f"crontab line {line}, column {column}: expected {expected}; got {shown}")
+        self.line = line
+        self.column = column
+        self.expected = expected
+        self.got = got
+
+    def _moved(self, *, line: int, column_offset: int) -> CrontabError:
+        """This error, located ``column_offset`` columns further right on line ``line``."""
+        return CrontabError(self.expected, self.got, line=line, column=self.column + column_offset)
 
 
 class MigrationError(ZodworkerError):
