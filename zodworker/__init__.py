@@ -5,10 +5,20 @@ Node workers can run each other's jobs. The public surface is re-exported here.
 """
 
 from .catalog import PayloadCodec, TaskCatalog, TaskDef, task
-from .client import NOT_GIVEN, Cleanup, NotGiven, Reporter, ZodWorker
+from .client import (
+    NOT_GIVEN,
+    Cleanup,
+    CronTick,
+    NotGiven,
+    Recurring,
+    Reporter,
+    ZodWorker,
+    recurring,
+)
 from .errors import (
     CatalogError,
     ConfigError,
+    CrontabError,
     DatabaseError,
     IncompatibleSchemaError,
     JobKeyModeError,
@@ -40,6 +50,8 @@ __all__ = [
     "CatalogError",
     "Cleanup",
     "ConfigError",
+    "CronTick",
+    "CrontabError",
     "DatabaseError",
     "Event",
     "EventName",
@@ -59,6 +71,7 @@ __all__ = [
     "PayloadEncodeError",
     "PayloadValidationError",
     "PermanentFailure",
+    "Recurring",
     "Reporter",
     "Store",
     "SyncStore",
@@ -75,6 +88,7 @@ __all__ = [
     "latest_revision",
     "load_task_directory",
     "migrate",
+    "recurring",
     "resolve_connection",
     "run",
     "run_once",

@@ -181,6 +181,13 @@ class TaskCatalog(Mapping[str, TaskDef[Any]]):
                 f"unknown task {identifier!r}{hint} (known: {', '.join(sorted(self._tasks))})"
             ) from None
 
+    def __contains__(self, identifier: object) -> bool:
+        return identifier in self._tasks
+
+    def get(self, identifier: str, default: Any = None) -> Any:
+        """The task named ``identifier``, or ``default``."""
+        return self._tasks.get(identifier, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tasks)
 

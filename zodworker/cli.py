@@ -9,10 +9,12 @@
     zodworker add-job TASK [PAYLOAD_JSON] [--queue Q] [--run-at ISO] ...
     zodworker status                                jobs per task and state
     zodworker demo                                  add demo jobs and run a worker for them
+    zodworker cron list [-n N] [--crontab FILE]     each cron item's next runs
 
 ``run`` is the default command. Tasks come from ``--tasks DIR`` (default ``./tasks`` when it
 exists; one module per task identifier, each defining ``task``) and/or ``--app
 module:object`` (a mapping of identifiers to handlers, or a callable returning one).
+``--crontab FILE`` (default ``./crontab`` when it exists) schedules recurring jobs.
 The connection is ``-c``, else ``DATABASE_URL``, else the embedded PostgreSQL.
 
 First SIGINT/SIGTERM: graceful shutdown; second: forceful. Exit codes: 0 success, 1 error,
@@ -28,14 +30,17 @@ import json
 import logging
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from . import sqlfiles
+from .cron import CronScheduler, cron_job
+from .crontab import CronItem, parse_crontab
 from .errors import ConfigError, IncompatibleSchemaError, TaskLoadError, ZodworkerError
 from .job import DEFAULT_SCHEMA, JobKeyMode
 from .migrate import migrate
@@ -48,7 +53,7 @@ __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-COMMANDS = ("run", "migrate", "add-job", "status", "demo")
+COMMANDS = ("run", "migrate", "add-job", "status", "demo", "cron")
 
 
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -82,6 +87,9 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--watch", action="store_true", default=default(False), help="reload changed tasks"
     )
     worker.add_argument("--app", default=default(None), help="MODULE:OBJECT task mapping")
+    worker.add_argument(
+        "--crontab", type=Path, default=default(None), help="crontab file (default ./crontab)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
         ("demo", "add demo jobs and run a worker for them (Ctrl-C stops)"),
     ]:
         _add_common(commands.add_parser(name, help=text), suppress=True)
+    cron = commands.add_parser("cron", help="cron items: `cron list` shows their next runs")
+    _add_common(cron, suppress=True)
+    cron.add_argument("action", choices=["list"])
+    cron.add_argument("-n", "--next", type=int, default=5, help="runs to show per item (5)")
     add = commands.add_parser("add-job", help="add one job")
     _add_common(add, suppress=True)
     add.add_argument("task", help="task identifier")
@@ -176,20 +188,61 @@ def _task_sources(
     return from_dir, from_app, directory
 
 
+def _crontab(args: argparse.Namespace) -> list[CronItem]:
+    """The crontab's items: --crontab FILE, else ./crontab when it exists, else none."""
+    path: Path | None = args.crontab
+    if path is None and Path("crontab").is_file():
+        path = Path("crontab")
+    if path is None:
+        return []
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ZodworkerError(f"--crontab {path}: cannot read it ({exc.strerror})") from None
+    return parse_crontab(text)
+
+
 async def _serve(
-    pool: WorkerPool, watch_dir: Path | None, app_tasks: Mapping[str, Handler | Task]
+    pool: WorkerPool,
+    watch_dir: Path | None,
+    app_tasks: Mapping[str, Handler | Task],
+    cron_items: list[CronItem],
+    url: str,
 ) -> int:
-    if watch_dir is None:
-        await pool.wait()
-        return pool.exit_code
-    watcher = TaskDirectoryWatcher(
-        watch_dir, lambda found: pool.replace_tasks({**found, **app_tasks})
-    )
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watcher.run)
+        if watch_dir is not None:
+            watcher = TaskDirectoryWatcher(
+                watch_dir, lambda found: pool.replace_tasks({**found, **app_tasks})
+            )
+            tg.start_soon(watcher.run)
+        if cron_items:
+            cron_pool = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
+            await cron_pool.open()
+            scheduler = CronScheduler(
+                [cron_job(item) for item in cron_items],
+                cron_pool,
+                schema=pool.options.schema,
+                pool_id=pool.pool_id,
+                events=pool.events,
+            )
+            tg.start_soon(scheduler.run)
         await pool.wait()
         tg.cancel_scope.cancel()
+    if cron_items:
+        await cron_pool.close()
     return pool.exit_code
+
+
+def _cron_list(items: list[CronItem], count: int) -> None:
+    if not items:
+        print("no cron items (pass --crontab FILE or create ./crontab)")
+        return
+    now = datetime.now(UTC)
+    for item in items:
+        zone = f" ({item.tz})" if item.tz else ""
+        print(f"{item.identifier}: {item.schedule.expression}{zone} -> {item.task}")
+        for when in item.next_runs(now, count):
+            print(f"  {when.isoformat()}")
 
 
 async def _status(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
@@ -229,6 +282,10 @@ async def _main(args: argparse.Namespace) -> int:
     tasks: dict[str, Handler | Task] = {}
     app_tasks: dict[str, Handler | Task] = {}
     watch_dir: Path | None = None
+    cron_items = _crontab(args) if command in ("run", "cron") else []
+    if command == "cron":
+        _cron_list(cron_items, args.next)
+        return 0
     if command == "run":  # fail on bad tasks before touching the database
         from_dir, app_tasks, watch_dir = _task_sources(args)
         tasks = {**from_dir, **app_tasks}
@@ -258,7 +315,7 @@ async def _main(args: argparse.Namespace) -> int:
         f"worker {pool.pool_id} running tasks {', '.join(sorted(tasks))}; Ctrl-C to stop",
         flush=True,
     )
-    code = await _serve(pool, watch_dir if args.watch else None, app_tasks)
+    code = await _serve(pool, watch_dir if args.watch else None, app_tasks, cron_items, url)
     print("worker stopped", flush=True)
     return code
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -38,6 +38,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import sqlfiles
 from .catalog import TaskCatalog, TaskDef
+from .cron import CronJob, CronScheduler
+from .crontab import CronSchedule, parse_time_phrase
 from .errors import ConfigError, PayloadValidationError, PermanentFailure, ZodworkerError
 from .events import Event
 from .helpers import JobHelpers
@@ -49,7 +51,17 @@ from .store import Store
 from .sync_store import SyncStore
 from .tracing import Tracing, strip_trace
 
-__all__ = ["NOT_GIVEN", "Cleanup", "EnqueueOptions", "NotGiven", "Reporter", "ZodWorker"]
+__all__ = [
+    "NOT_GIVEN",
+    "Cleanup",
+    "CronTick",
+    "EnqueueOptions",
+    "NotGiven",
+    "Recurring",
+    "Reporter",
+    "ZodWorker",
+    "recurring",
+]
 
 P = TypeVar("P")
 
@@ -100,6 +112,7 @@ class ZodWorker:
         producer_only: bool = False,
         migrate: bool = True,
         invalid_payload: InvalidPayloadPolicy = "fail",
+        recurring_tasks: Mapping[str, Recurring] | None = None,
         cleanup: Cleanup | None = None,
         reporter: Reporter | None = None,
         metrics_interval: float = 60.0,
@@ -110,7 +123,9 @@ class ZodWorker:
         """``pool``: an open psycopg pool the client should use for enqueueing (the client
         does not close it); else one is opened from ``database_url`` (``DATABASE_URL``, else
         the embedded server). ``producer_only``: never run jobs (web processes).
-        ``invalid_payload``: ``"fail"`` (permanently) or ``"retry"``. ``cleanup``: delete
+        ``invalid_payload``: ``"fail"`` (permanently) or ``"retry"``. ``recurring_tasks``:
+        ``{identifier: recurring("*/5 * * * *", handler)}``, scheduled exactly once per
+        occurrence across processes (with backfill) while this client runs jobs. ``cleanup``: delete
         permanently failed jobs periodically. ``reporter(event, props)``: receives
         ``"metrics"`` every ``metrics_interval`` seconds and ``"job:failed"``. ``tracing``:
         OpenTelemetry spans (see :mod:`zodworker.tracing`). Other keyword
@@ -138,6 +153,14 @@ class ZodWorker:
         except TypeError as exc:
             raise ConfigError("worker options", str(exc)) from None
         self._tracing = Tracing() if tracing else None
+        self._recurring = dict(recurring_tasks or {})
+        for name, entry in self._recurring.items():
+            if not isinstance(entry, Recurring):
+                raise ConfigError(f"recurring_tasks[{name!r}]", "must be recurring(...)")
+            if name in catalog:
+                raise ConfigError(
+                    f"recurring_tasks[{name!r}]", "is also a catalog task; use another identifier"
+                )
         self._cleanup = cleanup
         self._reporter = reporter
         if not (isinstance(metrics_interval, (int, float)) and metrics_interval > 0):
@@ -179,6 +202,7 @@ class ZodWorker:
             tasks = {
                 name: self._runnable(spec) for name, spec in self.catalog.items() if spec.handler
             }
+            tasks.update({name: entry.runnable() for name, entry in self._recurring.items()})
             if tasks:
                 connection = self._worker_options.connection or url or _pool_conninfo(self._pool)
                 options = WorkerOptions(
@@ -186,6 +210,14 @@ class ZodWorker:
                 )
                 self._runner = WorkerPool(tasks, options)
                 await self._runner.start()
+            if self._recurring:
+                scheduler = CronScheduler(
+                    [entry.cron_job(name) for name, entry in self._recurring.items()],
+                    self._pool,
+                    schema=self._schema,
+                    events=self._runner.events if self._runner is not None else None,
+                )
+                self._background.append(asyncio.create_task(scheduler.run()))
             if self._cleanup is not None:
                 self._background.append(asyncio.create_task(self._cleanup_loop(self._cleanup)))
             if self._reporter is not None:
@@ -482,6 +514,79 @@ class ZodWorker:
                 return handler(validate(payload), helpers)
 
         return Task(run_sync, timeout=spec.timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class CronTick:
+    """What a recurring task's handler gets: the scheduled instant and whether the job was
+    added late, by backfill."""
+
+    ts: datetime
+    backfilled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recurring:
+    """A recurring task (see :func:`recurring`)."""
+
+    schedule: CronSchedule
+    handler: Callable[[CronTick, JobHelpers], Any]
+    fill: float = 0.0
+    queue_name: str | None = None
+    max_attempts: int | None = None
+    priority: int | None = None
+
+    def cron_job(self, identifier: str) -> CronJob:
+        """The scheduler's view of this task under ``identifier``."""
+        return CronJob(
+            identifier=identifier,
+            task=identifier,
+            matches=self.schedule.matches,
+            fill=self.fill,
+            queue_name=self.queue_name,
+            max_attempts=self.max_attempts,
+            priority=self.priority,
+        )
+
+    def runnable(self) -> Task:
+        """The worker-side task: decodes ``_cron`` from the payload for the handler."""
+        handler = self.handler
+
+        def tick(payload: Any) -> CronTick:
+            try:
+                cron = payload["_cron"]
+                return CronTick(datetime.fromisoformat(cron["ts"]), bool(cron["backfilled"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PermanentFailure(f"not a cron job payload: {payload!r}") from exc
+
+        if inspect.iscoroutinefunction(handler):
+
+            async def run_async(payload: Any, helpers: JobHelpers) -> Any:
+                return await handler(tick(payload), helpers)
+
+            return Task(run_async)
+
+        def run_sync(payload: Any, helpers: JobHelpers) -> Any:
+            return handler(tick(payload), helpers)
+
+        return Task(run_sync)
+
+
+def recurring(
+    match: str,
+    handler: Callable[[CronTick, JobHelpers], Any],
+    *,
+    tz: str | None = None,
+    fill: str | float = 0,
+    queue_name: str | None = None,
+    max_attempts: int | None = None,
+    priority: int | None = None,
+) -> Recurring:
+    """A task run on a cron schedule (``"*/5 * * * *"``, ``"@daily"``...), in UTC or the IANA
+    zone ``tz``. ``fill`` (seconds, or a phrase like ``"2h"``) backfills occurrences missed
+    while no scheduler ran."""
+    seconds = parse_time_phrase(fill) if isinstance(fill, str) else float(fill)
+    return Recurring(CronSchedule(match, tz), handler, seconds, queue_name, max_attempts, priority)
 
 
 @dataclass(frozen=True, slots=True)

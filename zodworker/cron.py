@@ -29,9 +29,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from . import sqlfiles
+from .crontab import CronItem
 from .events import Events
 
-__all__ = ["Clock", "CronJob", "CronScheduler", "SystemClock"]
+__all__ = ["Clock", "CronJob", "CronScheduler", "SystemClock", "cron_job", "floor_minute"]
 
 MINUTE = timedelta(minutes=1)
 
@@ -75,6 +76,22 @@ class CronJob:
     priority: int | None = None
     job_key: str | None = None
     job_key_mode: str | None = None
+
+
+def cron_job(item: CronItem) -> CronJob:
+    """The scheduler's view of a parsed crontab item."""
+    return CronJob(
+        identifier=item.identifier,
+        task=item.task,
+        matches=item.matches,
+        fill=float(item.fill),
+        payload=dict(item.payload),
+        queue_name=item.queue_name,
+        max_attempts=item.max_attempts,
+        priority=item.priority,
+        job_key=item.job_key,
+        job_key_mode=item.job_key_mode,
+    )
 
 
 def floor_minute(when: datetime) -> datetime:

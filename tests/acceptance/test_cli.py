@@ -195,3 +195,25 @@ def test_run_without_tasks_explains_what_to_do(db_url: str, tmp_path: Path) -> N
     assert "no tasks to run" in proc.stderr
     bad_app = zodworker("-c", db_url, "--once", "--app", "no_such_module:x")
     assert (bad_app.returncode, "cannot import" in bad_app.stderr) == (1, True)
+
+
+def test_cron_list_shows_next_runs_and_bad_lines_point_at_the_column(tmp_path: Path) -> None:
+    (tmp_path / "crontab").write_text(
+        "# nightly report, Paris time\n30 2 * * * report ?tz=Europe/Paris&fill=1h\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "zodworker", "cron", "list", "-n", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "report: 30 2 * * * (Europe/Paris) -> report"
+    assert len(lines) == 3 and all(line.startswith("  20") for line in lines[1:])
+    (tmp_path / "bad").write_text("* * * * * ok\n*/0 * * * * nope\n")
+    bad = zodworker("cron", "list", "--crontab", str(tmp_path / "bad"))
+    assert bad.returncode == 1
+    assert "crontab line 2, column 3" in bad.stderr

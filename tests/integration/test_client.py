@@ -355,3 +355,39 @@ async def test_reporter_gets_metrics_and_permanent_failures(db_url: str) -> None
     # w0 ran (startRun handler), 2 startRun + 1 sendEmail wait for 2099: not runnable
     assert metrics["runnable_by_task"] == {}
     assert metrics["runnable"] == 0
+
+
+async def test_recurring_tasks_backfill_and_run_with_their_tick(db_url: str) -> None:
+    from zodworker import CronTick, recurring
+
+    ticks: list[CronTick] = []
+    done = asyncio.Event()
+
+    async def every_minute(tick: CronTick, helpers: JobHelpers) -> None:
+        ticks.append(tick)
+        if len(ticks) >= 10:
+            done.set()
+
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        # the item ran until ten minutes ago: an outage the scheduler must fill
+        await conn.execute(
+            "insert into graphile_worker._private_known_crontabs"
+            " (identifier, known_since, last_execution)"
+            " values ('tick', now() - interval '1 day',"
+            " date_trunc('minute', now()) - interval '10 minutes')"
+        )
+    with pytest.raises(ConfigError, match="also a catalog task"):
+        ZodWorker(
+            catalog=Platform(), recurring_tasks={"startRun": recurring("* * * * *", every_minute)}
+        )
+    async with ZodWorker(
+        catalog=Platform(),
+        database_url=db_url,
+        recurring_tasks={"tick": recurring("* * * * *", every_minute, fill="1h")},
+        concurrency=4,
+    ):
+        await asyncio.wait_for(done.wait(), 30)
+    assert all(tick.backfilled for tick in ticks[:9])
+    stamps = sorted(tick.ts for tick in ticks)
+    assert len(set(stamps)) == len(stamps)  # each minute once
+    assert all(ts.second == 0 and ts.tzinfo is not None for ts in stamps)

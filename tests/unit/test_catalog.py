@@ -51,6 +51,12 @@ def test_keyword_catalogs_and_merging() -> None:
         TaskCatalog(bad=Ping)  # type: ignore[arg-type]
 
 
+def test_membership_and_get_do_not_raise() -> None:
+    catalog = Accounts()
+    assert "ping" in catalog and "nope" not in catalog
+    assert catalog.get("nope") is None and catalog.get("ping") is catalog["ping"]
+
+
 def test_unknown_names_suggest_close_ones() -> None:
     with pytest.raises(CatalogError, match=r"unknown task 'sigup'; did you mean 'signup'\?"):
         Accounts()["sigup"]
