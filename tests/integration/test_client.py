@@ -391,3 +391,25 @@ async def test_recurring_tasks_backfill_and_run_with_their_tick(db_url: str) -> 
     stamps = sorted(tick.ts for tick in ticks)
     assert len(set(stamps)) == len(stamps)  # each minute once
     assert all(ts.second == 0 and ts.tzinfo is not None for ts in stamps)
+
+
+async def test_client_enqueue_notifies_only_on_commit(db_url: str) -> None:
+    client = ZodWorker(catalog=Platform(), database_url=db_url, producer_only=True)
+    async with (
+        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener,
+        await psycopg.AsyncConnection.connect(db_url) as conn,
+    ):
+        await listener.execute('listen "jobs:insert"')
+        async with conn.transaction(force_rollback=True):
+            await client.enqueue("startRun", {"id": "rolled-back"}, tx=conn)
+        async with conn.transaction():
+            await client.enqueue("startRun", {"id": "committed"}, tx=conn)
+        await conn.execute("select pg_notify('jobs:insert', 'sentinel')")
+        await conn.commit()
+        seen = []
+        async for note in listener.notifies(timeout=10):
+            if note.payload == "sentinel":
+                break
+            seen.append(json.loads(note.payload))
+        assert [n["count"] for n in seen] == [1]  # the committed one only
+        assert await count_jobs(conn) == 1
