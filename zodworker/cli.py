@@ -188,11 +188,15 @@ def _task_sources(
     return from_dir, from_app, directory
 
 
-def _crontab(args: argparse.Namespace) -> list[CronItem]:
-    """The crontab's items: --crontab FILE, else ./crontab when it exists, else none."""
+def _crontab_path(args: argparse.Namespace) -> Path | None:
+    """--crontab FILE, else ./crontab when it exists, else None."""
     path: Path | None = args.crontab
     if path is None and Path("crontab").is_file():
         path = Path("crontab")
+    return path
+
+
+def _read_crontab(path: Path | None) -> list[CronItem]:
     if path is None:
         return []
     try:
@@ -202,12 +206,43 @@ def _crontab(args: argparse.Namespace) -> list[CronItem]:
     return parse_crontab(text)
 
 
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if stat is None else (stat.st_mtime_ns, stat.st_size)
+
+
+async def _watch_crontab(
+    path: Path, scheduler: CronScheduler, seen: tuple[int, int] | None
+) -> None:
+    """Reload the crontab when the file changes; a broken edit keeps the previous items.
+    ``seen`` is the file's stamp taken before the items in use were read."""
+    log = logging.getLogger("zodworker.cron")
+    while True:
+        await anyio.sleep(0.5)
+        now = _stamp(path)
+        if now == seen:
+            continue
+        seen = now
+        try:
+            items = _read_crontab(path)
+        except ZodworkerError as exc:
+            log.error("crontab not reloaded, keeping the previous items: %s", exc)
+            continue
+        scheduler.replace_items([cron_job(item) for item in items])
+        log.info("reloaded %d cron items from %s", len(items), path)
+
+
 async def _serve(
     pool: WorkerPool,
     watch_dir: Path | None,
     app_tasks: Mapping[str, Handler | Task],
     cron_items: list[CronItem],
     url: str,
+    crontab: Path | None = None,
+    crontab_stamp: tuple[int, int] | None = None,
 ) -> int:
     async with anyio.create_task_group() as tg:
         if watch_dir is not None:
@@ -226,6 +261,8 @@ async def _serve(
                 events=pool.events,
             )
             tg.start_soon(scheduler.run)
+            if crontab is not None:  # given only with --watch
+                tg.start_soon(_watch_crontab, crontab, scheduler, crontab_stamp)
         await pool.wait()
         tg.cancel_scope.cancel()
     if cron_items:
@@ -282,7 +319,9 @@ async def _main(args: argparse.Namespace) -> int:
     tasks: dict[str, Handler | Task] = {}
     app_tasks: dict[str, Handler | Task] = {}
     watch_dir: Path | None = None
-    cron_items = _crontab(args) if command in ("run", "cron") else []
+    crontab = _crontab_path(args) if command in ("run", "cron") else None
+    crontab_stamp = _stamp(crontab)  # before reading: an edit after this is noticed
+    cron_items = _read_crontab(crontab)
     if command == "cron":
         _cron_list(cron_items, args.next)
         return 0
@@ -315,7 +354,15 @@ async def _main(args: argparse.Namespace) -> int:
         f"worker {pool.pool_id} running tasks {', '.join(sorted(tasks))}; Ctrl-C to stop",
         flush=True,
     )
-    code = await _serve(pool, watch_dir if args.watch else None, app_tasks, cron_items, url)
+    code = await _serve(
+        pool,
+        watch_dir if args.watch else None,
+        app_tasks,
+        cron_items,
+        url,
+        crontab if args.watch else None,
+        crontab_stamp,
+    )
     print("worker stopped", flush=True)
     return code
 
