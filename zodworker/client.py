@@ -294,30 +294,11 @@ class ZodWorker:
         spec, mode = self._spec(task, payload, options)
         target = tx if tx is not None else self._require_pool()
         if self._tracing is None:
-            return await self._add(target, spec, mode)
+            return await self._store.add_spec(target, spec, mode)
         with self._tracing.enqueue(spec) as span:
-            job = await self._add(target, spec, mode)
+            job = await self._store.add_spec(target, spec, mode)
             self._tracing.record_job(span, job)
             return job
-
-    async def _add(
-        self,
-        target: psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any],
-        spec: JobSpec,
-        mode: JobKeyMode | None,
-    ) -> Job:
-        return await self._store.add_job(
-            target,
-            spec.identifier,
-            spec.payload,
-            queue_name=spec.queue_name,
-            run_at=spec.run_at,
-            max_attempts=spec.max_attempts,
-            job_key=spec.job_key,
-            job_key_mode=mode,
-            priority=spec.priority,
-            flags=spec.flags,
-        )
 
     async def enqueue_many(
         self,
@@ -380,18 +361,7 @@ class ZodWorker:
         """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
         (committed with it). Takes the same options; needs no :meth:`initialize`."""
         spec, mode = self._spec(task, payload, options)
-        return self._sync_store.add_job(
-            tx,
-            spec.identifier,
-            spec.payload,
-            queue_name=spec.queue_name,
-            run_at=spec.run_at,
-            max_attempts=spec.max_attempts,
-            job_key=spec.job_key,
-            job_key_mode=mode,
-            priority=spec.priority,
-            flags=spec.flags,
-        )
+        return self._sync_store.add_spec(tx, spec, mode)
 
     def dequeue_sync(self, job_key: str, *, tx: psycopg.Connection[Any]) -> Job | None:
         """:meth:`dequeue` for synchronous code, on the caller's ``Connection``."""

@@ -208,23 +208,29 @@ class Store:
         ``job_key_mode`` (default ``"replace"``) says what happens when a job with
         ``job_key`` already exists; see :data:`~zodworker.job.JobKeyMode`.
         """
-        params = add_job_params(
-            identifier,
-            payload,
-            queue_name,
-            run_at,
-            max_attempts,
-            job_key,
-            job_key_mode,
-            priority,
-            flags,
+        spec = JobSpec(
+            identifier=identifier,
+            payload=payload,
+            queue_name=queue_name,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            job_key=job_key,
+            priority=priority,
+            flags=flags,
         )
+        return await self.add_spec(target, spec, job_key_mode)
+
+    async def add_spec(
+        self, target: AsyncTarget, spec: JobSpec, job_key_mode: JobKeyMode | None = None
+    ) -> Job:
+        """:meth:`add_job` for a ready-made :class:`JobSpec`."""
+        params = add_job_params(spec, job_key_mode)
         for _ in range(_ADD_RETRIES):
             jobs = await self._rows(target, "add_job", params)
             if jobs:
                 return jobs[0]
         raise DatabaseError(
-            f"add_job for key {job_key!r} kept racing with workers locking that job; "
+            f"add_job for key {spec.job_key!r} kept racing with workers locking that job; "
             "nothing was added"
         )
 
@@ -319,39 +325,20 @@ class Store:
         return jobs[0] if jobs else None
 
 
-def add_job_params(
-    identifier: str,
-    payload: Any,
-    queue_name: str | None,
-    run_at: datetime | None,
-    max_attempts: int | None,
-    job_key: str | None,
-    job_key_mode: JobKeyMode | None,
-    priority: int | None,
-    flags: Sequence[str] | None,
-) -> tuple[object, ...]:
-    """Validate one job's arguments and return the add_job query's parameters."""
-    spec = JobSpec(
-        identifier=identifier,
-        payload=payload,
-        queue_name=queue_name,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        job_key=job_key,
-        priority=priority,
-        flags=flags,
-    )
+def add_job_params(spec: JobSpec, job_key_mode: JobKeyMode | None) -> tuple[object, ...]:
+    """Validate one job and return the add_job query's parameters."""
     check_spec(spec)
     check_key_mode(job_key_mode)
+    payload = spec.payload
     return (
-        identifier,
+        spec.identifier,
         encode_payload({} if payload is None else payload),
-        queue_name,
-        _isoformat(run_at),
-        max_attempts,
-        job_key,
-        priority,
-        None if flags is None else list(flags),
+        spec.queue_name,
+        _isoformat(spec.run_at),
+        spec.max_attempts,
+        spec.job_key,
+        spec.priority,
+        None if spec.flags is None else list(spec.flags),
         job_key_mode or "replace",
     )
 

@@ -70,22 +70,28 @@ class SyncStore:
         flags: Sequence[str] | None = None,
     ) -> Job:
         """Add one job on ``conn`` (see :meth:`zodworker.Store.add_job`)."""
-        params = add_job_params(
-            identifier,
-            payload,
-            queue_name,
-            run_at,
-            max_attempts,
-            job_key,
-            job_key_mode,
-            priority,
-            flags,
+        spec = JobSpec(
+            identifier=identifier,
+            payload=payload,
+            queue_name=queue_name,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            job_key=job_key,
+            priority=priority,
+            flags=flags,
         )
+        return self.add_spec(conn, spec, job_key_mode)
+
+    def add_spec(
+        self, conn: psycopg.Connection[Any], spec: JobSpec, job_key_mode: JobKeyMode | None = None
+    ) -> Job:
+        """:meth:`add_job` for a ready-made :class:`JobSpec`."""
+        params = add_job_params(spec, job_key_mode)
         for _ in range(_ADD_RETRIES):
             jobs = self._rows(conn, "add_job", params)
             if jobs:
                 return jobs[0]
-        raise DatabaseError(f"add_job for key {job_key!r} kept racing with workers; nothing added")
+        raise DatabaseError(f"add_job for key {spec.job_key!r} kept racing with workers")
 
     def add_jobs(
         self,
