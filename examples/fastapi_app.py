@@ -130,7 +130,7 @@ def build_client(pool: AsyncConnectionPool[Conn]) -> ZodWorker:
             )
 
     catalog = platform_with_handlers(startRun=start_run, performRunExecution=perform_run_execution)
-    client = ZodWorker(catalog=catalog, name="fastapi-app", pool=pool, concurrency=4)
+    client = ZodWorker(catalog=catalog, name="fastapi-app", connection_pool=pool, concurrency=4)
     return client
 
 

@@ -21,7 +21,7 @@ from psycopg import sql
 from tests.support.dburl import with_dbname
 from tests.support.procs import Procs
 from tests.support.server import admin_conninfo, server_kind
-from zodworker import Store, migrate
+from zodworker.db import Store, migrate
 
 _counter = itertools.count()
 

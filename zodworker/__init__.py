@@ -1,96 +1,131 @@
 """zodworker: typed background jobs for Python on PostgreSQL.
 
 zodworker shares its database schema with graphile-worker (revision 20), so Python and
-Node workers can run each other's jobs. The public surface is re-exported here.
+Node workers can run each other's jobs. The public names, in four tiers:
+
+* **typed client**: declare tasks in a :class:`TaskCatalog`, enqueue and run them with
+  :class:`ZodWorker` (recurring tasks, cleanup, a metrics reporter);
+* **worker**: run plain handlers with :func:`run` / :func:`run_once` / :class:`WorkerPool`;
+* **database**: add jobs in your own transaction with :class:`Store` / :class:`SyncStore`,
+  install the schema with :func:`migrate`;
+* **errors**: one tree under :class:`ZodworkerError`.
+
+The house, bottom up: the vocabulary (``job``, ``errors``, ``events``, ``config``,
+``lifecycle``), ``db/`` (the only user of psycopg), ``worker/``, ``cron/`` and ``embedded/``,
+then the face (``catalog``, ``typed``, ``tracing``, ``client``, ``service``, ``cli/``).
 """
 
-from .catalog import PayloadCodec, TaskCatalog, TaskDef, task
-from .client import (
-    NOT_GIVEN,
-    Cleanup,
-    CronTick,
-    NotGiven,
-    Recurring,
-    Reporter,
-    ZodWorker,
-    recurring,
+from .catalog import NOT_GIVEN, EnqueueOptions, NotGiven, PayloadCodec, TaskCatalog, TaskDef, task
+from .client import ZodWorker
+from .config import Cleanup, Reporter, WorkerOptions
+from .cron import CronTick, Recurring, recurring
+from .db import (
+    AsyncTarget,
+    MigrationResult,
+    Store,
+    SyncStore,
+    SyncTarget,
+    latest_revision,
+    migrate,
 )
 from .errors import (
     CatalogError,
     ConfigError,
     CrontabError,
     DatabaseError,
+    EmbeddedError,
+    EmbeddedUnavailable,
     IncompatibleSchemaError,
     JobKeyModeError,
     JobSpecError,
+    LifecycleError,
     MigrationError,
+    PackageError,
     PayloadEncodeError,
     PayloadValidationError,
     PermanentFailure,
     TaskLoadError,
+    UnknownOptionError,
     UnsupportedRevisionError,
+    UsageError,
     WorkerError,
     ZodworkerError,
 )
 from .events import Event, EventName, Events
-from .helpers import AbortSignal, JobHelpers
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
-from .migrate import MigrationResult, latest_revision, migrate
-from .options import WorkerOptions
-from .runner import Task, WorkerPool, resolve_connection, run, run_once
-from .store import AsyncTarget, Store
-from .sync_store import SyncStore
-from .tasks import Handler, load_task_directory
+from .service import resolve_connection, run, run_once
+from .worker import (
+    AbortSignal,
+    Handler,
+    JobHelpers,
+    PoolStats,
+    Task,
+    WorkerPool,
+    load_task_directory,
+)
 
-__all__ = [
-    "DEFAULT_SCHEMA",
+__all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/test_public_api.py)
+    # typed client
     "NOT_GIVEN",
-    "AbortSignal",
-    "AsyncTarget",
-    "CatalogError",
     "Cleanup",
-    "ConfigError",
     "CronTick",
-    "CrontabError",
-    "DatabaseError",
+    "EnqueueOptions",
+    "NotGiven",
+    "PayloadCodec",
+    "Recurring",
+    "Reporter",
+    "TaskCatalog",
+    "TaskDef",
+    "ZodWorker",
+    "recurring",
+    "task",
+    # worker
+    "AbortSignal",
     "Event",
     "EventName",
     "Events",
     "Handler",
-    "IncompatibleSchemaError",
-    "Job",
     "JobHelpers",
-    "JobKeyMode",
-    "JobKeyModeError",
-    "JobSpec",
-    "JobSpecError",
-    "MigrationError",
-    "MigrationResult",
-    "NotGiven",
-    "PayloadCodec",
-    "PayloadEncodeError",
-    "PayloadValidationError",
-    "PermanentFailure",
-    "Recurring",
-    "Reporter",
-    "Store",
-    "SyncStore",
+    "PoolStats",
     "Task",
-    "TaskCatalog",
-    "TaskDef",
-    "TaskLoadError",
-    "UnsupportedRevisionError",
-    "WorkerError",
     "WorkerOptions",
     "WorkerPool",
-    "ZodWorker",
-    "ZodworkerError",
-    "latest_revision",
     "load_task_directory",
-    "migrate",
-    "recurring",
     "resolve_connection",
     "run",
     "run_once",
-    "task",
+    # database
+    "DEFAULT_SCHEMA",
+    "AsyncTarget",
+    "Job",
+    "JobKeyMode",
+    "JobSpec",
+    "MigrationResult",
+    "Store",
+    "SyncStore",
+    "SyncTarget",
+    "latest_revision",
+    "migrate",
+    # errors
+    "CatalogError",
+    "ConfigError",
+    "CrontabError",
+    "DatabaseError",
+    "EmbeddedError",
+    "EmbeddedUnavailable",
+    "IncompatibleSchemaError",
+    "JobKeyModeError",
+    "JobSpecError",
+    "LifecycleError",
+    "MigrationError",
+    "PackageError",
+    "PayloadEncodeError",
+    "PayloadValidationError",
+    "PermanentFailure",
+    "TaskLoadError",
+    "UnknownOptionError",
+    "UnsupportedRevisionError",
+    "UsageError",
+    "WorkerError",
+    "ZodworkerError",
 ]

@@ -15,6 +15,12 @@
 
 A payload type is a pydantic model, a msgspec Struct, or any type pydantic can validate
 (a dataclass, a TypedDict...). Payloads are validated when enqueued and again when run.
+
+:func:`build_spec` is the one path from a task and a payload to a :class:`JobSpec`: look the
+task up (an unknown name is a :class:`~zodworker.errors.CatalogError` listing close names),
+validate the payload (:class:`~zodworker.errors.PayloadValidationError` naming the field), and
+overlay the call's options on the task's defaults (an option not given keeps the default;
+``None`` clears it; ``0`` stays ``0``).
 """
 
 from __future__ import annotations
@@ -22,15 +28,26 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from datetime import datetime
+from enum import Enum
+from typing import Any, ClassVar, Final, Generic, TypedDict, TypeVar, overload
 
 import msgspec
 import pydantic
 
-from .errors import CatalogError, PayloadValidationError
-from .job import JobKeyMode, check_key_mode
+from .errors import CatalogError, PayloadValidationError, UnknownOptionError
+from .job import JobKeyMode, JobSpec, check_key_mode
 
-__all__ = ["PayloadCodec", "TaskCatalog", "TaskDef", "task"]
+__all__ = [
+    "NOT_GIVEN",
+    "EnqueueOptions",
+    "NotGiven",
+    "PayloadCodec",
+    "TaskCatalog",
+    "TaskDef",
+    "build_spec",
+    "task",
+]
 
 P = TypeVar("P")
 
@@ -215,3 +232,64 @@ class TaskCatalog(Mapping[str, TaskDef[Any]]):
                 raise CatalogError(f"task {task_or_name.identifier!r} is not from this catalog")
             return found
         return self[task_or_name]
+
+
+class NotGiven(Enum):
+    """The type of :data:`NOT_GIVEN`: "use the task's default", as opposed to ``None``."""
+
+    NOT_GIVEN = "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+
+_OPTION_NAMES: Final = frozenset(
+    {"queue_name", "run_at", "job_key", "priority", "max_attempts", "flags"}
+)
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """Per-call job options. One not given keeps the task's default; ``None`` clears it."""
+
+    queue_name: str | NotGiven | None
+    run_at: datetime | NotGiven | None
+    job_key: str | NotGiven | None
+    job_key_mode: JobKeyMode | NotGiven | None
+    priority: int | NotGiven | None
+    max_attempts: int | NotGiven | None
+    flags: Sequence[str] | NotGiven | None
+
+
+def build_spec(
+    catalog: TaskCatalog, task: TaskDef[Any] | str, payload: Any, options: EnqueueOptions
+) -> tuple[JobSpec, JobKeyMode | None]:
+    """The job to add for ``payload`` of ``task``, and its key mode (see the module docs)."""
+    spec = catalog.resolve(task)
+    valid = spec.codec.validate(payload, task=spec.identifier)
+    # Only queue_name and job_key may be callables of the payload; the rest are values.
+    queue, key = spec.queue_name, spec.job_key
+    job = JobSpec(
+        identifier=spec.identifier,
+        payload=spec.codec.to_json(valid),
+        queue_name=queue(valid) if callable(queue) else queue,
+        max_attempts=spec.max_attempts,
+        job_key=key(valid) if callable(key) else key,
+        priority=spec.priority,
+        flags=spec.flags,
+    )
+    mode = spec.job_key_mode
+    if not options:  # the common case, e.g. batches
+        return job, mode
+    for name, value in options.items():
+        if value is NOT_GIVEN:
+            continue
+        if name == "job_key_mode":
+            mode = value  # type: ignore[assignment]
+        elif name in _OPTION_NAMES:
+            setattr(job, name, value)
+        else:
+            raise UnknownOptionError(
+                name,
+                f"enqueue() got an unexpected option {name!r}; options are "
+                + ", ".join(sorted(EnqueueOptions.__annotations__)),
+            )
+    return job, mode

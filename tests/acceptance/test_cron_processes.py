@@ -21,8 +21,7 @@ DRIVER = textwrap.dedent(
     import asyncio, sys, time
     from datetime import datetime, timedelta
     from psycopg_pool import AsyncConnectionPool
-    from zodworker.cron import CronScheduler, cron_job
-    from zodworker.crontab import parse_crontab
+    from zodworker.cron import CronScheduler, cron_job, parse_crontab
 
     url, virtual_t0 = sys.argv[1], sys.argv[3]
     real_t0, factor = float(sys.argv[2]), float(sys.argv[4])

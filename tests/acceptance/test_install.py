@@ -29,7 +29,7 @@ def test_pip_install_then_migrate_from_outside_the_checkout(
     script = textwrap.dedent(
         """
         import asyncio, sys, psycopg, zodworker
-        from zodworker import sqlfiles
+        from zodworker.db import sqlfiles
         assert "site-packages" in zodworker.__file__, zodworker.__file__
         assert "site-packages" in str(sqlfiles._sql_root()), sqlfiles._sql_root()
         async def main():

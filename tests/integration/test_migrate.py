@@ -19,7 +19,7 @@ from zodworker import (
     latest_revision,
     migrate,
 )
-from zodworker.sqlfiles import BREAKING_REVISIONS
+from zodworker.db.sqlfiles import BREAKING_REVISIONS
 
 pytestmark = pytest.mark.anyio
 

@@ -37,7 +37,7 @@ from zodworker import (
     run,
     run_once,
 )
-from zodworker.tasks import Handler
+from zodworker.worker.tasks import Handler
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from zodworker import (
     PayloadEncodeError,
     Store,
 )
-from zodworker.store import translate_errors
+from zodworker.db.rows import translate_errors
 
 pytestmark = pytest.mark.anyio
 

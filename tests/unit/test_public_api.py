@@ -1,39 +1,69 @@
-"""The public surface: explicit, sorted, complete and documented."""
+"""The public surface: explicit, grouped by tier, sorted within a tier, complete and
+documented; every module declares what it exports."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 
 import zodworker
 
-MODULES = [
-    "errors",
-    "job",
-    "migrate",
-    "store",
-    "sqlfiles",
-    "embedded",
-    "cli",
-    "events",
-    "helpers",
-    "options",
-    "runner",
-    "tasks",
-    "worker_store",
-]
+ROOT = Path(zodworker.__file__).parent
+TIERS = ("typed client", "worker", "database", "errors")
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(zodworker.__path__, "zodworker.")
+    if not info.name.endswith("__main__")
+)
 
 
-def test_top_level_all_is_sorted_and_exact() -> None:
-    assert zodworker.__all__ == sorted(zodworker.__all__, key=lambda n: (not n.isupper(), n))
+def _sort_key(name: str) -> tuple[bool, str]:
+    return (not name.isupper(), name)
+
+
+def tiers() -> dict[str, list[str]]:
+    """The names of ``zodworker.__all__`` under each ``# tier`` comment of its source."""
+    source = (ROOT / "__init__.py").read_text()
+    block = source[source.index("__all__ = [") : source.index("]", source.index("__all__ = ["))]
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in block.splitlines()[1:]:
+        line = line.strip()
+        if line.startswith("#"):
+            current = found.setdefault(line.lstrip("# "), [])
+        elif match := re.fullmatch(r'"(\w+)",', line):
+            assert current is not None, f"{match[1]} is listed before any tier comment"
+            current.append(match[1])
+    return found
+
+
+def test_top_level_all_is_grouped_by_tier_sorted_and_exact() -> None:
+    grouped = tiers()
+    assert tuple(grouped) == TIERS
+    for tier, names in grouped.items():
+        assert names == sorted(names, key=_sort_key), f"tier {tier!r} is not sorted"
+    assert [name for names in grouped.values() for name in names] == zodworker.__all__
     public = {
         name
         for name, value in vars(zodworker).items()
         if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
     }
     assert set(zodworker.__all__) == public
+
+
+def test_the_errors_tier_holds_exactly_the_exception_classes() -> None:
+    errors = {
+        name
+        for name in zodworker.__all__
+        if inspect.isclass(getattr(zodworker, name))
+        and issubclass(getattr(zodworker, name), BaseException)
+    }
+    assert errors == set(tiers()["errors"])
 
 
 @pytest.mark.parametrize("name", zodworker.__all__)
@@ -45,12 +75,13 @@ def test_every_public_name_is_documented(name: str) -> None:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_each_module_declares_what_it_exports(module: str) -> None:
-    mod = importlib.import_module(f"zodworker.{module}")
-    assert mod.__doc__
+    mod = importlib.import_module(module)
+    assert mod.__doc__, f"{module} has no docstring"
     exported = mod.__all__
-    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    if module != "zodworker":
+        assert exported == sorted(exported, key=_sort_key), f"{module}.__all__ is not sorted"
     for name in exported:
-        assert hasattr(mod, name), f"zodworker.{module}.__all__ names missing {name}"
+        assert hasattr(mod, name), f"{module}.__all__ names missing {name}"
 
 
 def test_errors_form_one_tree() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zodworker import sqlfiles
+from zodworker.db import sqlfiles
 
 
 def test_migrations_are_numbered_and_flagged() -> None:
@@ -31,7 +31,8 @@ def test_unknown_query_name_is_a_clear_error() -> None:
 
 @given(st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s))
 def test_schema_names_are_always_quoted_identifiers(schema: str) -> None:
-    rendered = sqlfiles.render("select * from :SCHEMA.jobs, :SCHEMA._x; -- :SCHEMAX", schema)
+    text = "select * from :SCHEMA.jobs, :SCHEMA._x; -- :SCHEMAX"
+    rendered = sqlfiles.render(text, {"SCHEMA": schema})
     quoted = '"' + schema.replace('"', '""') + '"'
     assert rendered.decode() == f"select * from {quoted}.jobs, {quoted}._x; -- :SCHEMAX"
 

@@ -13,12 +13,8 @@ import anyio
 import pytest
 
 from zodworker.errors import TaskLoadError, ZodworkerError
-from zodworker.tasks import (
-    Handler,
-    TaskDirectoryWatcher,
-    load_task_directory,
-    validate_task_list,
-)
+from zodworker.worker.tasks import Handler, load_task_directory, validate_task_list
+from zodworker.worker.watch import TaskDirectoryWatcher
 
 DEADLINE = 10  # seconds; generous, only hit when something is broken
 

@@ -15,6 +15,7 @@ migrate one database at the same time:
 zodworker's own tables (``_zodworker_*``, e.g. the pool heartbeats behind crash recovery)
 are migrated afterwards from ``sql/zodworker``, recorded in ``_zodworker_migrations`` with
 the same protocol, so graphile-worker's revision never changes because of them.
+The protocol's statements are in ``sql/queries/migrate.sql``.
 
 Our ``000019.sql`` is a baseline: on an empty database it creates the whole revision-19
 schema and records revisions 1..19 at once. A database between revisions 1 and 18 (an old
@@ -31,18 +32,20 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
-import psycopg
-from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
 
-from . import sqlfiles
-from .errors import (
+from ..errors import (
+    DatabaseError,
     IncompatibleSchemaError,
     MigrationError,
     UnsupportedRevisionError,
 )
-from .job import DEFAULT_SCHEMA
+from ..job import DEFAULT_SCHEMA
+from . import sqlfiles
+from .rows import AsyncConn, AsyncTarget, Params, borrow, fetch, translate_errors
 
-__all__ = ["MigrationResult", "latest_revision", "migrate"]
+__all__ = ["MigrationResult", "latest_revision", "migrate", "migrate_target"]
 
 logger = logging.getLogger("zodworker.migrate")
 
@@ -73,59 +76,38 @@ def latest_revision() -> int:
     return sqlfiles.migrations()[-1].revision
 
 
-def _ident(schema: str) -> sql.Identifier:
-    return sql.Identifier(schema)
+async def _run(
+    conn: AsyncConn, name: str, schema: str, params: Params = None
+) -> list[tuple[Any, ...]]:
+    # prepare=False: migration files hold many statements, which cannot be prepared
+    return await fetch(conn, sqlfiles.query(name, schema), params, prepare=False)
 
 
-async def _state(
-    conn: psycopg.AsyncConnection[Any], schema: str
-) -> tuple[int, int | None, int | None]:
-    query = sql.SQL(
-        "select current_setting('server_version_num')::int,"
-        " (select max(id) from {s}.migrations),"
-        " (select max(id) from {s}.migrations where breaking)"
-    ).format(s=_ident(schema))
-    async with conn.transaction():
-        cur = await conn.execute(query)
-        row = await cur.fetchone()
-    assert row is not None
+async def _state(conn: AsyncConn, schema: str) -> tuple[int, int | None, int | None]:
+    with translate_errors():
+        async with conn.transaction():
+            [row] = await _run(conn, "migrate_state", schema)
     return row[0], row[1], row[2]
 
 
-async def _bootstrap(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
-    s = _ident(schema)
-    async with conn.transaction():
-        await conn.execute(sql.SQL("create schema if not exists {s}").format(s=s))
-        await conn.execute(
-            sql.SQL(
-                "create table if not exists {s}.migrations("
-                " id int primary key, ts timestamptz default now() not null)"
-            ).format(s=s)
-        )
-        await conn.execute(
-            sql.SQL(
-                "alter table {s}.migrations"
-                " add column if not exists breaking boolean not null default false"
-            ).format(s=s)
-        )
-        await conn.execute(
-            sql.SQL("update {s}.migrations set breaking = true where id = any(%s)").format(s=s),
-            (sorted(sqlfiles.BREAKING_REVISIONS),),
-        )
+async def _bootstrap(conn: AsyncConn, schema: str) -> None:
+    with translate_errors():
+        async with conn.transaction():
+            await _run(conn, "migrate_bootstrap", schema)
+            breaking = (sorted(sqlfiles.BREAKING_REVISIONS),)
+            await _run(conn, "migrate_mark_breaking", schema, breaking)
 
 
-async def _read_state(
-    conn: psycopg.AsyncConnection[Any], schema: str
-) -> tuple[int | None, int | None]:
+async def _read_state(conn: AsyncConn, schema: str) -> tuple[int | None, int | None]:
     for attempt in range(_BOOTSTRAP_ATTEMPTS):
         try:
             version, latest, breaking = await _state(conn, schema)
-        except psycopg.Error as exc:
+        except DatabaseError as exc:
             if exc.sqlstate not in _NOT_THERE:
                 raise MigrationError(f"cannot read {schema}.migrations: {exc}") from exc
             try:
                 await _bootstrap(conn, schema)
-            except psycopg.Error as exc2:
+            except DatabaseError as exc2:
                 if exc2.sqlstate not in _CLASH:
                     raise MigrationError(f"cannot create schema {schema!r}: {exc2}") from exc2
                 # Another process is creating it right now; let it finish, then look again.
@@ -140,33 +122,29 @@ async def _read_state(
 
 
 async def _apply(
-    conn: psycopg.AsyncConnection[Any],
+    conn: AsyncConn,
     schema: str,
     migration: sqlfiles.Migration,
-    record: sql.Composed,
-    record_params: tuple[object, ...],
+    record: tuple[str, Params],
     *,
     announce: bool,
 ) -> bool:
-    """Apply one migration file in one transaction whose first statement is ``record``
-    (the insert of its migrations row(s)). Returns False when another process applied it
-    first: the two collide on that row's primary key, and the loser counts it as done."""
+    """Apply one migration file in one transaction whose first statement is ``record`` (the
+    named query inserting its migrations row(s), and its parameters). Returns False when
+    another process applied it first: the two collide on that row's primary key, and the
+    loser counts it as done."""
     recorded = False
     try:
-        async with conn.transaction():
-            await conn.execute(record, record_params)
-            recorded = True
-            await conn.execute(sqlfiles.render(migration.text, schema))
-            if announce:  # worker:migrate is graphile-worker's channel: its revisions only
-                await conn.execute(
-                    "select pg_notify('worker:migrate', %s)",
-                    (
-                        json.dumps(
-                            {"migrationNumber": migration.revision, "breaking": migration.breaking}
-                        ),
-                    ),
-                )
-    except psycopg.Error as exc:
+        with translate_errors():
+            async with conn.transaction():
+                await _run(conn, record[0], schema, record[1])
+                recorded = True
+                text = sqlfiles.render(migration.text, {"SCHEMA": schema})
+                await fetch(conn, text, prepare=False)
+                if announce:  # worker:migrate is graphile-worker's channel: its revisions only
+                    news = {"migrationNumber": migration.revision, "breaking": migration.breaking}
+                    await _run(conn, "migrate_announce", schema, (json.dumps(news),))
+    except DatabaseError as exc:
         if not recorded and exc.sqlstate in _CLASH:
             logger.debug("revision %s was applied by another process", migration.revision)
             return False
@@ -176,52 +154,39 @@ async def _apply(
     return True
 
 
-def _record_graphile(schema: str, first: int, last: int) -> tuple[sql.Composed, tuple[object, ...]]:
-    query = sql.SQL(
-        "insert into {s}.migrations (id, breaking)"
-        " select id, id = any(%s) from unnest(%s::int[]) as id"
-    ).format(s=_ident(schema))
-    return query, (sorted(sqlfiles.BREAKING_REVISIONS), list(range(first, last + 1)))
+def _record_graphile(first: int, last: int) -> tuple[str, Params]:
+    return "migrate_record", (sorted(sqlfiles.BREAKING_REVISIONS), list(range(first, last + 1)))
 
 
-async def _migrate_own(conn: psycopg.AsyncConnection[Any], schema: str) -> list[int]:
+async def _migrate_own(conn: AsyncConn, schema: str) -> list[int]:
     """Apply zodworker's own migrations, recorded in ``<schema>._zodworker_migrations``."""
-    s = _ident(schema)
     for attempt in range(_BOOTSTRAP_ATTEMPTS):
         try:
-            async with conn.transaction():
-                await conn.execute(
-                    sql.SQL(
-                        "create table if not exists {s}._zodworker_migrations("
-                        " id int primary key, ts timestamptz default now() not null)"
-                    ).format(s=s)
-                )
+            with translate_errors():
+                async with conn.transaction():
+                    await _run(conn, "own_migrations_bootstrap", schema)
             break
-        except psycopg.Error as exc:
+        except DatabaseError as exc:
             if exc.sqlstate not in _CLASH or attempt == _BOOTSTRAP_ATTEMPTS - 1:
                 raise MigrationError(
                     f"cannot create {schema}._zodworker_migrations: {exc}"
                 ) from exc
             await anyio.sleep(0.05 + random.random() * 0.2)
-    async with conn.transaction():
-        cur = await conn.execute(
-            sql.SQL("select max(id) from {s}._zodworker_migrations").format(s=s)
-        )
-        row = await cur.fetchone()
-    current = row[0] if row and row[0] is not None else 0
+    with translate_errors():
+        async with conn.transaction():
+            [row] = await _run(conn, "own_migrations_state", schema)
+    current = row[0] if row[0] is not None else 0
     applied = []
-    record = sql.SQL("insert into {s}._zodworker_migrations (id) values (%s)").format(s=s)
     for migration in sqlfiles.own_migrations():
+        record = ("own_migrations_record", (migration.revision,))
         if migration.revision > current and await _apply(
-            conn, schema, migration, record, (migration.revision,), announce=False
+            conn, schema, migration, record, announce=False
         ):
             applied.append(migration.revision)
     return applied
 
 
-async def _wait_for_revision(
-    conn: psycopg.AsyncConnection[Any], schema: str, revision: int
-) -> None:
+async def _wait_for_revision(conn: AsyncConn, schema: str, revision: int) -> None:
     """Wait until another migrator (possibly a Node one, step by step) reaches ``revision``."""
     deadline = time.monotonic() + _BASELINE_WAIT_S
     while True:
@@ -236,15 +201,13 @@ async def _wait_for_revision(
         await anyio.sleep(0.1)
 
 
-async def migrate(
-    conn: psycopg.AsyncConnection[Any], *, schema: str = DEFAULT_SCHEMA
-) -> MigrationResult:
+async def migrate(conn: AsyncConn, *, schema: str = DEFAULT_SCHEMA) -> MigrationResult:
     """Install or upgrade the schema ``schema`` on ``conn``'s database.
 
     ``conn`` must not be inside a transaction; each migration commits on its own. Safe to run
     from many processes at once, zodworker or graphile-worker.
     """
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+    if conn.info.transaction_status != TransactionStatus.IDLE:
         raise MigrationError("migrate() needs a connection that is not inside a transaction")
     known = sqlfiles.migrations()
     highest = known[-1].revision
@@ -269,8 +232,8 @@ async def migrate(
         if migration.revision <= current:
             continue
         first = 1 if migration.revision == BASELINE else migration.revision
-        record, params = _record_graphile(schema, first, migration.revision)
-        if await _apply(conn, schema, migration, record, params, announce=True):
+        record = _record_graphile(first, migration.revision)
+        if await _apply(conn, schema, migration, record, announce=True):
             applied.append(migration.revision)
         elif migration.revision == BASELINE:
             await _wait_for_revision(conn, schema, BASELINE)
@@ -287,3 +250,19 @@ async def migrate(
     return MigrationResult(
         before=before, after=max(current, before or 0), applied=applied, own_applied=own_applied
     )
+
+
+async def migrate_target(target: AsyncTarget, *, schema: str = DEFAULT_SCHEMA) -> MigrationResult:
+    """:func:`migrate` on a connection borrowed from a pool (put in autocommit mode for the
+    duration, then back as it was), or on the given connection."""
+    if not isinstance(target, AsyncConnectionPool):
+        return await migrate(target, schema=schema)
+    async with borrow(target) as conn:
+        autocommit = conn.autocommit  # a caller's pool may use either; put it back
+        with translate_errors():
+            await conn.set_autocommit(True)
+        try:
+            return await migrate(conn, schema=schema)
+        finally:
+            with translate_errors():
+                await conn.set_autocommit(autocommit)

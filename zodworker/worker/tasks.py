@@ -1,9 +1,9 @@
 """Where task handlers come from: a mapping, or a directory of modules, optionally watched.
 
-A *handler* (:data:`Handler`) is a callable ``handler(payload, helpers)``. It may be an
-``async def`` function (the runner awaits it on the event loop) or a plain function (the runner
-calls it in a worker thread). This module only finds and loads handlers; running them is the
-runner's job.
+A *task* is a job's identifier and the handler that runs it. A *handler* (:data:`Handler`) is
+a callable ``handler(payload, helpers)``. It may be an ``async def`` function (the pool awaits
+it on the event loop) or a plain function (the pool calls it in a worker thread). This module
+only finds, checks and loads handlers; running them is the executor's job.
 
 Three ways to provide them:
 
@@ -20,8 +20,11 @@ Three ways to provide them:
   Files and folders whose names start with ``_`` or ``.`` are skipped (so ``__init__.py``,
   ``__pycache__``, ``_helpers.py`` and ``.git`` are never loaded as tasks), and so is every
   file not ending in ``.py``.
-* :class:`TaskDirectoryWatcher` loads a directory, then reloads all of it whenever a ``.py``
-  file under it is added, changed or removed, for development.
+* :class:`~zodworker.worker.watch.TaskDirectoryWatcher` loads a directory, then reloads all
+  of it whenever a ``.py`` file under it is added, changed or removed, for development.
+
+A :class:`Task` pairs a handler with per-task settings (a timeout); :func:`compile_tasks`
+turns a task list into what the executor runs.
 
 Task modules are imported under stable synthetic names, ``zodworker_tasks.d<hash>.<dotted
 path>`` where ``<hash>`` identifies the directory (see :func:`load_task_directory`). The task
@@ -34,25 +37,26 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import importlib.util
+import inspect
 import linecache
-import logging
 import os
 import sys
 import threading
 import types
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
-import anyio
-import anyio.to_thread
-
-from .errors import TaskLoadError
-from .job import MAX_IDENTIFIER_LENGTH
+from ..errors import ConfigError, TaskLoadError
+from ..job import MAX_IDENTIFIER_LENGTH
 
 __all__ = [
+    "MODULE_PREFIX",
     "Handler",
-    "TaskDirectoryWatcher",
+    "Runnable",
+    "Task",
+    "compile_tasks",
     "load_task_directory",
     "validate_task_list",
 ]
@@ -60,18 +64,57 @@ __all__ = [
 Handler: TypeAlias = Callable[[Any, Any], Any]
 """A task handler: ``handler(payload, helpers)``.
 
-``payload`` is the job's decoded JSON payload and ``helpers`` is whatever the runner passes
-(job details, a logger, ``add_job``...). An ``async def`` handler is awaited on the event loop;
-a plain function is called in a worker thread. Returning normally marks the job done; raising
-fails the attempt (it is retried later, until ``max_attempts``).
+``payload`` is the job's decoded JSON payload and ``helpers`` the job's
+:class:`~zodworker.worker.helpers.JobHelpers` (job details, a logger, ``add_job``...). An
+``async def`` handler is awaited on the event loop; a plain function is called in a worker
+thread. Returning normally marks the job done; raising fails the attempt (it is retried
+later, until ``max_attempts``).
 """
 
 MODULE_PREFIX: Final = "zodworker_tasks"
+"""Task modules loaded from a directory live under this name in ``sys.modules``."""
 _TASK_ATTRIBUTE: Final = "task"
 
 # Loading mutates sys.modules in several steps; one load at a time keeps two watchers (or a
 # watcher and a direct call) on the same directory from interleaving those steps.
 _load_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A handler with per-task settings. A task list may map identifiers to a plain handler
+    or to a :class:`Task`."""
+
+    handler: Handler
+    timeout: float | None = None
+    """Seconds; when exceeded the handler is cancelled (async) or abandoned (sync, it gets
+    its abort signal) and the job fails with a timeout error, so it retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Runnable:
+    """A task as the executor runs it: the handler, its timeout, and how to call it."""
+
+    handler: Handler
+    timeout: float | None
+    is_async: bool
+
+
+def compile_tasks(tasks: Mapping[str, Handler | Task]) -> dict[str, Runnable]:
+    """Check a task list (see :func:`validate_task_list`) and prepare it for running."""
+    plain = {name: (t.handler if isinstance(t, Task) else t) for name, t in tasks.items()}
+    validate_task_list(plain)
+    compiled = {}
+    for name, t in tasks.items():
+        timeout = t.timeout if isinstance(t, Task) else None
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ConfigError(f"tasks[{name!r}].timeout", "must be a positive number of seconds")
+        handler = plain[name]
+        is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004  # callable objects
+        )
+        compiled[name] = Runnable(handler, timeout, is_async)
+    return compiled
 
 
 def validate_task_list(tasks: Mapping[str, Handler]) -> dict[str, Handler]:
@@ -187,81 +230,6 @@ def load_task_directory(path: str | os.PathLike[str]) -> dict[str, Handler]:
     return checked
 
 
-class TaskDirectoryWatcher:
-    """Keep a task directory loaded, reloading it whenever one of its ``.py`` files changes.
-
-    The directory is loaded in the constructor (a :class:`TaskLoadError` there propagates, so a
-    broken directory fails at startup). :meth:`run` then polls the modification times, sizes
-    and inodes of every ``.py`` file under ``path`` (outside ``.``-folders) every ``interval``
-    seconds, without any third-party watcher. On a change it reloads the *whole* directory
-    with :func:`load_task_directory` and calls ``on_change(new_tasks)``. If reloading fails it
-    logs the error (naming the file) and keeps the previous tasks; ``on_change`` is not called,
-    and the next edit is picked up as usual.
-
-    ``on_change`` is called from the thread (and event loop) running :meth:`run`, never
-    concurrently with itself; an exception it raises is logged and watching continues.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        on_change: Callable[[dict[str, Handler]], None],
-        *,
-        interval: float = 0.5,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        """Load ``path`` now; see the class docstring for what :meth:`run` does later.
-
-        Raises:
-            TaskLoadError: the directory cannot be loaded.
-            ValueError: ``interval`` is not positive.
-        """
-        if not interval > 0:
-            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
-        self._path = Path(path)
-        self._on_change = on_change
-        self._interval = interval
-        self._logger = logger if logger is not None else logging.getLogger(__name__)
-        # Fingerprint first: an edit made while loading is then seen by the first poll.
-        self._fingerprint = _fingerprint(self._path)
-        self._tasks = load_task_directory(self._path)
-
-    def snapshot(self) -> dict[str, Handler]:
-        """Return (a copy of) the tasks currently loaded."""
-        return dict(self._tasks)
-
-    async def run(self) -> None:
-        """Poll for changes and reload until cancelled. Never returns normally.
-
-        Scanning and loading run in a worker thread so the event loop stays responsive;
-        ``on_change`` runs back on the event loop.
-        """
-        while True:
-            await anyio.sleep(self._interval)
-            fingerprint = await anyio.to_thread.run_sync(_fingerprint, self._path)
-            if fingerprint == self._fingerprint:
-                continue
-            # Remember this state even if loading fails, so a broken file is reported once.
-            self._fingerprint = fingerprint
-            try:
-                tasks = await anyio.to_thread.run_sync(load_task_directory, self._path)
-            except TaskLoadError as exc:
-                self._logger.error(
-                    "reloading tasks from %s failed, keeping the %d tasks loaded before: %s",
-                    self._path,
-                    len(self._tasks),
-                    exc,
-                    exc_info=exc,
-                )
-                continue
-            self._tasks = tasks
-            self._logger.info("reloaded %d tasks from %s", len(tasks), self._path)
-            try:
-                self._on_change(dict(tasks))
-            except Exception:
-                self._logger.exception("the task reload callback %r failed", self._on_change)
-
-
 class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
     """A source loader that always compiles the file and never touches ``__pycache__``.
 
@@ -338,51 +306,6 @@ def _task_files(root: Path) -> Iterator[tuple[tuple[str, ...], Path]]:
                     yield (*parts, entry.name[: -len(".py")]), Path(entry.path)
 
     yield from walk(root, ())
-
-
-_Fingerprint: TypeAlias = dict[str, tuple[int, int, int, int]] | None
-
-
-def _fingerprint(root: Path) -> _Fingerprint:
-    """Stat every ``.py`` file under ``root`` (outside ``.``-folders and ``__pycache__``).
-
-    Returns ``None`` when ``root`` itself cannot be read, which differs from every readable
-    state, so the following reload reports the problem.
-    """
-    result: dict[str, tuple[int, int, int, int]] = {}
-    try:
-        info = root.stat()
-    except OSError:
-        return None
-    seen = {(info.st_dev, info.st_ino)}
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir():
-                            if entry.name.startswith(".") or entry.name == "__pycache__":
-                                continue
-                            info = entry.stat()
-                            if (info.st_dev, info.st_ino) not in seen:  # not a symlink loop
-                                seen.add((info.st_dev, info.st_ino))
-                                pending.append(Path(entry.path))
-                        elif entry.name.endswith(".py"):
-                            info = entry.stat()
-                            result[entry.path] = (
-                                info.st_mtime_ns,
-                                info.st_size,
-                                info.st_ino,
-                                info.st_ctime_ns,
-                            )
-                    except OSError:  # vanished or unreadable: absent from this state
-                        continue
-        except OSError:
-            if directory == root:
-                return None
-    return result
 
 
 def _module_prefix(root: Path) -> str:

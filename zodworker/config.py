@@ -1,8 +1,10 @@
-"""Worker pool options: graphile-worker's names and defaults, validated once.
+"""Configuration, validated once: worker pool options and the typed client's housekeeping.
 
-Times are in seconds (graphile-worker takes milliseconds on its command line; our command
-line converts). Every field has a documented default; :class:`WorkerOptions` rejects bad
-values at construction with a :class:`~zodworker.errors.ConfigError` naming the field.
+:class:`WorkerOptions` keeps graphile-worker's names and defaults. Times are in seconds
+(graphile-worker takes milliseconds on its command line; our command line converts). Every
+field has a documented default; bad values are rejected at construction with a
+:class:`~zodworker.errors.ConfigError` naming the field. :class:`Cleanup` and
+:data:`Reporter` configure the typed client's housekeeping.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from .errors import ConfigError
 from .events import Events
 from .job import DEFAULT_SCHEMA
 
-__all__ = ["ForbiddenFlags", "WorkerOptions"]
+__all__ = ["Cleanup", "ForbiddenFlags", "Reporter", "WorkerOptions"]
 
 ForbiddenFlags = (
     Sequence[str] | Callable[[], Sequence[str] | Awaitable[Sequence[str] | None] | None] | None
@@ -132,3 +134,27 @@ def _seconds(options: WorkerOptions, name: str, *, low: float) -> None:
         raise ConfigError(
             name, f"is {value!r}; expected seconds (a number) from {low} to {_MAX_SECONDS:.0f}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Cleanup:
+    """Periodic removal of permanently failed jobs: every ``interval`` seconds, at most
+    ``max_count`` of those last touched more than ``ttl`` seconds ago."""
+
+    ttl: float = 7 * 24 * 3600.0
+    max_count: int = 1000
+    interval: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"cleanup.{name}", "must be a positive number of seconds")
+        if isinstance(self.max_count, bool) or not (
+            isinstance(self.max_count, int) and self.max_count > 0
+        ):
+            raise ConfigError("cleanup.max_count", "must be a positive integer")
+
+
+Reporter = Callable[[str, dict[str, Any]], object]
+"""``reporter(event, props)``: called with ``"metrics"`` and ``"job:failed"``."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
+from ..db.rows import AsyncTarget
+from ..db.store import Store
+from ..worker.helpers import JobHelpers
+from .run import TaskSources
 
-from .helpers import JobHelpers
-from .store import Store
-
-__all__ = ["DEMO_TASKS", "add_demo_jobs"]
+__all__ = ["DEMO_TASKS", "add_demo_jobs", "demo_sources"]
 
 
 async def hello(payload: dict[str, Any], helpers: JobHelpers) -> None:
@@ -25,13 +25,18 @@ async def hello(payload: dict[str, Any], helpers: JobHelpers) -> None:
 DEMO_TASKS = {"demo.hello": hello}
 
 
-async def add_demo_jobs(conn: psycopg.AsyncConnection[Any], schema: str, count: int = 3) -> None:
+def demo_sources() -> TaskSources:
+    """The demo's tasks, as the run command takes them."""
+    return TaskSources({}, DEMO_TASKS, None)
+
+
+async def add_demo_jobs(target: AsyncTarget, schema: str, count: int = 3) -> None:
     """One job now and the rest two seconds apart, to show scheduling."""
     store = Store(schema)
     now = datetime.now(UTC)
     for index in range(count):
         job = await store.add_job(
-            conn,
+            target,
             "demo.hello",
             {"greeting": "hello", "name": f"world #{index + 1}"},
             run_at=now + timedelta(seconds=2 * index),

@@ -13,6 +13,9 @@ transaction. The job's run_at is the scheduled minute and its payload gets
 The timer copes with early wake-ups (sleeps again), late ones and clock jumps forward (catches
 up every missed minute, as the claim makes that safe), and clock jumps backward (waits for the
 next unprocessed minute). The clock is injectable for tests (:class:`Clock`).
+
+Every statement goes through :class:`zodworker.db.cron.CronStore`; a failed claim
+(:class:`~zodworker.errors.DatabaseError`) is retried with backoff, up to five times.
 """
 
 from __future__ import annotations
@@ -22,19 +25,31 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import msgspec
-import psycopg
-from psycopg_pool import AsyncConnectionPool
+import anyio
+from anyio.abc import TaskStatus
 
-from . import sqlfiles
-from .crontab import CronItem
-from .events import Events
+from ..db.cron import CronStore
+from ..errors import ConfigError, DatabaseError
+from ..events import Events
+from .item import CronItem
 
-__all__ = ["Clock", "CronJob", "CronScheduler", "SystemClock", "cron_job", "floor_minute"]
+if TYPE_CHECKING:
+    from ..db.rows import AsyncTarget
+
+__all__ = [
+    "MINUTE",
+    "Clock",
+    "CronJob",
+    "CronScheduler",
+    "SystemClock",
+    "cron_job",
+    "floor_minute",
+]
 
 MINUTE = timedelta(minutes=1)
+"""The scheduler's tick: every minute is considered once."""
 
 
 class Clock(Protocol):
@@ -99,16 +114,17 @@ def floor_minute(when: datetime) -> datetime:
     return when.replace(second=0, microsecond=0)
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 class CronScheduler:
-    """Runs cron items against one schema until cancelled (``await scheduler.run()``)."""
+    """Runs cron items against one schema until cancelled (``await scheduler.run()``).
+
+    ``target`` is a psycopg ``AsyncConnectionPool`` or an autocommit ``AsyncConnection``;
+    two items with the same identifier raise :class:`~zodworker.errors.ConfigError`.
+    """
 
     def __init__(
         self,
         items: Sequence[CronJob],
-        pool: AsyncConnectionPool[Any],
+        target: AsyncTarget,
         *,
         schema: str,
         pool_id: str = "cron",
@@ -119,11 +135,10 @@ class CronScheduler:
         seen: set[str] = set()
         for item in items:
             if item.identifier in seen:
-                raise ValueError(f"cron identifier {item.identifier!r} is used twice")
+                raise ConfigError("items", f"cron identifier {item.identifier!r} is used twice")
             seen.add(item.identifier)
         self.items = list(items)
-        self._pool = pool
-        self._schema = schema
+        self._store = CronStore(target, schema)
         self._pool_id = pool_id
         self._events = events or Events()
         self._clock = clock or SystemClock()
@@ -133,12 +148,15 @@ class CronScheduler:
         """Use a new item list from the next minute on (crontab reload)."""
         self.items = list(items)
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Register and backfill the items (then report started), and add each minute's
+        jobs until cancelled."""
         clock = self._clock
         start = clock.now()
         self._events.emit("cron:starting", self._pool_id, start=start)
         await self._register_and_backfill(start)
         self._events.emit("cron:started", self._pool_id, start=start)
+        task_status.started()
         next_minute = floor_minute(start) + MINUTE
         while True:
             await clock.sleep_until(next_minute)
@@ -158,18 +176,10 @@ class CronScheduler:
 
     async def _register_and_backfill(self, start: datetime) -> None:
         identifiers = [item.identifier for item in self.items]
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                sqlfiles.query("cron_known", self._schema), {"identifiers": identifiers}
-            )
-            known = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
-            unknown = [i for i in identifiers if i not in known]
-            if unknown:
-                await conn.execute(
-                    sqlfiles.query("cron_register", self._schema),
-                    {"identifiers": unknown, "now": start},
-                )
-            await conn.commit()
+        known = await self._store.known(identifiers)
+        unknown = [i for i in identifiers if i not in known]
+        if unknown:
+            await self._store.register(unknown, start)
         fill = max((item.fill for item in self.items if item.identifier in known), default=0.0)
         if fill <= 0:
             return
@@ -211,20 +221,12 @@ class CronScheduler:
         self._events.emit("cron:schedule", self._pool_id, ts=minute, count=len(due))
         for attempt in range(5):
             try:
-                async with self._pool.connection() as conn:
-                    cur = await conn.execute(
-                        sqlfiles.query("cron_schedule", self._schema),
-                        {"ts": minute, "specs": _encode(specs).decode()},
-                    )
-                    added = await cur.fetchall()
-                    await conn.commit()
+                added = await self._store.schedule(minute, specs)
                 break
-            except psycopg.Error as exc:
+            except DatabaseError as exc:
                 self._logger.warning("scheduling cron jobs for %s failed: %s", ts, exc)
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
         else:
             self._logger.error("giving up on cron jobs for %s", ts)
             return
-        self._events.emit(
-            "cron:scheduled", self._pool_id, ts=minute, added=[row[0] for row in added]
-        )
+        self._events.emit("cron:scheduled", self._pool_id, ts=minute, added=added)

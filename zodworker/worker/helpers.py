@@ -12,13 +12,16 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
+from ..db.rows import borrow, fetch
+from ..db.store import Store
+from ..errors import UsageError
+from ..job import Job, JobSpec
 
-from .job import Job, JobSpec
-from .store import Store
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["AbortSignal", "JobHelpers"]
 
@@ -45,7 +48,9 @@ class AbortSignal:
         """Whether the signal has been given."""
         return self._set_flag
 
-    def _set(self, reason: str) -> None:
+    def trigger(self, reason: str) -> None:
+        """Give the signal with ``reason`` (the worker pool does this; handlers only watch
+        it). Giving it again does nothing."""
         if self._set_flag:
             return
         self._set_flag = True
@@ -66,20 +71,31 @@ class AbortSignal:
     def wait_sync(self, timeout: float | None = None) -> bool:
         """Block until the signal is given or ``timeout`` passes (from sync handlers)."""
         if self._thread is None:
-            raise RuntimeError("wait_sync() is for handlers that run in threads (plain functions)")
+            raise UsageError(
+                "wait_sync() is for handlers that run in threads (plain functions); "
+                "async handlers use `await helpers.abort_signal.wait()`"
+            )
         return self._thread.wait(timeout)
 
 
 class JobHelpers:
     """Passed to every handler as its second argument."""
 
-    __slots__ = ("_base_logger", "_logger", "_loop", "_pool", "_store", "abort_signal", "job")
+    __slots__ = (
+        "_base_logger",
+        "_connections",
+        "_logger",
+        "_loop",
+        "_store",
+        "abort_signal",
+        "job",
+    )
 
     def __init__(
         self,
         job: Job,
         logger: logging.Logger,
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        connections: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
         store: Store,
         *,
         threads: bool = False,
@@ -89,7 +105,7 @@ class JobHelpers:
         self.abort_signal = AbortSignal(threads=threads)
         self._base_logger = logger
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
-        self._pool = pool
+        self._connections = connections
         self._store = store
         self._loop = asyncio.get_running_loop() if threads else None
 
@@ -97,7 +113,7 @@ class JobHelpers:
         """From a sync handler's thread: run an async helper on the worker's event loop and
         return its result, e.g. ``helpers.call(helpers.add_job, "audit", {"id": 1})``."""
         if self._loop is None:
-            raise RuntimeError("call() is for sync handlers; async handlers await directly")
+            raise UsageError("call() is for sync handlers; async handlers await directly")
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result()
 
     @property
@@ -111,22 +127,21 @@ class JobHelpers:
 
     async def add_job(self, identifier: str, payload: Any = None, **options: Any) -> Job:
         """Add a job (same options as :meth:`zodworker.Store.add_job`), committed at once."""
-        return await self._store.add_job(self._pool, identifier, payload, **options)
+        return await self._store.add_job(self._connections, identifier, payload, **options)
 
     async def add_jobs(self, specs: Sequence[JobSpec], **options: Any) -> list[Job]:
         """Add many jobs in one statement."""
-        return await self._store.add_jobs(self._pool, specs, **options)
+        return await self._store.add_jobs(self._connections, specs, **options)
 
     async def with_pg_client(
         self, callback: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
     ) -> T:
         """Run ``callback`` with a pooled connection (autocommit; open a transaction with
         ``conn.transaction()`` when you need one)."""
-        async with self._pool.connection() as conn:
+        async with borrow(self._connections) as conn:
             return await callback(conn)
 
     async def query(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement on a pooled connection and return its rows (if any)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(query.encode(), params)
-            return await cur.fetchall() if cur.description else []
+        async with borrow(self._connections) as conn:
+            return await fetch(conn, query.encode(), params)

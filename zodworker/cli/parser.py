@@ -1,0 +1,94 @@
+"""The command line's arguments: graphile-worker's flags, accepted before or after the
+command (``zodworker -j 2 run`` and ``zodworker run -j 2`` mean the same)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import WorkerOptions
+from ..job import DEFAULT_SCHEMA
+
+__all__ = ["build_parser", "worker_options"]
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The connection and worker options. Added to the main parser (with defaults) and to
+    every command (without defaults, so either place works)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    conn = parser.add_argument_group("connection")
+    conn.add_argument("-c", "--connection", default=default(None), help="PostgreSQL URL")
+    conn.add_argument("-s", "--schema", default=default(DEFAULT_SCHEMA), help="schema name")
+    conn.add_argument("-v", "--verbose", action="store_true", default=default(False))
+    worker = parser.add_argument_group("worker (run)")
+    worker.add_argument(
+        "--schema-only", action="store_true", default=default(False), help="migrate, exit"
+    )
+    worker.add_argument(
+        "--once", action="store_true", default=default(False), help="run due jobs, exit"
+    )
+    worker.add_argument("-j", "--jobs", type=int, default=default(1), help="concurrency (1)")
+    worker.add_argument("-m", "--max-pool-size", type=int, default=default(10), help="(10)")
+    worker.add_argument(
+        "--poll-interval", type=int, default=default(2000), help="ms between polls (2000)"
+    )
+    worker.add_argument("--no-prepared-statements", action="store_true", default=default(False))
+    worker.add_argument("--local-queue-size", type=int, default=default(-1), help="batch size")
+    worker.add_argument("--tasks", type=Path, default=default(None), help="task directory")
+    worker.add_argument(
+        "--watch", action="store_true", default=default(False), help="reload changed tasks"
+    )
+    worker.add_argument("--app", default=default(None), help="MODULE:OBJECT task mapping")
+    worker.add_argument(
+        "--crontab", type=Path, default=default(None), help="crontab file (default ./crontab)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="zodworker",
+        description="Typed background jobs on PostgreSQL, compatible with graphile-worker.",
+    )
+    _add_common(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in [
+        ("run", "run a worker (the default)"),
+        ("migrate", "install or upgrade the schema, then exit"),
+        ("status", "show jobs per task and state"),
+        ("demo", "add demo jobs and run a worker for them (Ctrl-C stops)"),
+    ]:
+        _add_common(commands.add_parser(name, help=text), suppress=True)
+    cron = commands.add_parser("cron", help="cron items: `cron list` shows their next runs")
+    _add_common(cron, suppress=True)
+    cron.add_argument("action", choices=["list"])
+    cron.add_argument("-n", "--next", type=int, default=5, help="runs to show per item (5)")
+    add = commands.add_parser("add-job", help="add one job")
+    _add_common(add, suppress=True)
+    add.add_argument("task", help="task identifier")
+    add.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
+    add.add_argument("--queue", dest="queue_name", help="named queue (runs one job at a time)")
+    add.add_argument("--run-at", help="ISO 8601 time with offset, e.g. 2030-01-01T00:00:00Z")
+    add.add_argument("--max-attempts", type=int)
+    add.add_argument("--job-key")
+    add.add_argument("--job-key-mode", choices=["replace", "preserve_run_at", "unsafe_dedupe"])
+    add.add_argument("--priority", type=int)
+    add.add_argument("--flag", dest="flags", action="append", help="a flag (repeatable)")
+    return parser
+
+
+def worker_options(args: argparse.Namespace, url: str) -> WorkerOptions:
+    """The worker options the flags ask for."""
+    return WorkerOptions(
+        connection=url,
+        schema=args.schema,
+        concurrency=args.jobs,
+        max_pool_size=args.max_pool_size,
+        poll_interval=args.poll_interval / 1000,
+        use_prepared_statements=not args.no_prepared_statements,
+        local_queue_size=args.local_queue_size,
+        handle_signals=True,
+    )

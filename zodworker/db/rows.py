@@ -1,0 +1,213 @@
+"""Where rows come from and what errors look like: the one row factory for jobs, error
+translation, and the helpers every statement in ``zodworker.db`` goes through.
+
+* :func:`job_rows` is the only code that turns a row into a :class:`~zodworker.job.Job`. Every
+  job-returning query in ``sql/queries`` selects the columns of ``_private_jobs`` in table
+  order, then the task identifier and the queue name (see :data:`JOB_COLUMNS`).
+* :func:`translate_errors` turns psycopg's exceptions into the package's (keeping the
+  driver's as ``__cause__``). :func:`fetch`, :func:`fetch_sync` and :func:`borrow` apply it to
+  every statement and every connection they hand out, so no query escapes it.
+* A *target* is where a statement runs: a connection (the caller's transaction; nothing is
+  committed for them) or a pool (a connection is borrowed and committed on return).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Final, TypeAlias
+
+import psycopg
+from psycopg.rows import RowFactory, RowMaker, tuple_row
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ..errors import DatabaseError, JobKeyModeError, JobSpecError
+from ..job import Job
+
+__all__ = [
+    "JOB_COLUMNS",
+    "AsyncConn",
+    "AsyncTarget",
+    "Params",
+    "SyncConn",
+    "SyncTarget",
+    "borrow",
+    "borrow_sync",
+    "fetch",
+    "fetch_sync",
+    "job_rows",
+    "translate_errors",
+]
+
+AsyncConn: TypeAlias = "psycopg.AsyncConnection[Any]"
+SyncConn: TypeAlias = "psycopg.Connection[Any]"
+AsyncTarget: TypeAlias = "psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]"
+"""Where an async statement runs: your connection (your transaction) or a pool."""
+SyncTarget: TypeAlias = "psycopg.Connection[Any] | ConnectionPool[Any]"
+"""Where a sync statement runs: your connection (your transaction) or a pool."""
+Params: TypeAlias = "Sequence[object] | Mapping[str, object] | None"
+
+JOB_COLUMNS: Final = (
+    "id",
+    "job_queue_id",
+    "task_id",
+    "payload",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "key",
+    "locked_at",
+    "locked_by",
+    "revision",
+    "flags",
+    "is_available",
+    "task_identifier",
+    "queue_name",
+)
+"""The layout of every job-returning query: ``_private_jobs``' columns in table order, then
+the task identifier (may be null: filled from the caller's id -> name map, or resolved
+afterwards) and the queue name."""
+
+# Which argument a failed CHECK constraint is about, by constraint name.
+_CONSTRAINT_FIELDS: Final = {
+    "jobs_key_check": "job_key",
+    "jobs_max_attempts_check": "max_attempts",
+    "tasks_identifier_check": "identifier",
+    "job_queues_queue_name_check": "queue_name",
+}
+# undefined schema / table / function: the schema was probably never migrated
+_NOT_INSTALLED: Final = frozenset({"3F000", "42P01", "42883"})
+_NO_NAMES: Final[Mapping[int, str]] = {}
+
+
+def job_rows(task_names: Mapping[int, str] | None = None) -> RowFactory[Job]:
+    """The row factory for job-returning queries (layout :data:`JOB_COLUMNS`).
+
+    ``task_names`` (task id -> identifier) fills in identifiers a query leaves null; the
+    worker's fetch uses it instead of joining the tasks table for every job.
+    """
+    names = _NO_NAMES if task_names is None else task_names
+
+    def make(v: Sequence[Any]) -> Job:
+        return Job(
+            id=v[0],
+            job_queue_id=v[1],
+            task_id=v[2],
+            payload=v[3],
+            priority=v[4],
+            run_at=v[5],
+            attempts=v[6],
+            max_attempts=v[7],
+            last_error=v[8],
+            created_at=v[9],
+            updated_at=v[10],
+            key=v[11],
+            locked_at=v[12],
+            locked_by=v[13],
+            revision=v[14],
+            flags=v[15],
+            is_available=v[16],
+            task_identifier=v[17] or names.get(v[2], ""),
+            queue_name=v[18],
+        )
+
+    def factory(cursor: Any) -> RowMaker[Job]:
+        return make
+
+    return factory
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise psycopg errors as zodworker errors, keeping the original as ``__cause__``."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise _translated(exc) from exc
+
+
+def _translated(exc: psycopg.Error) -> Exception:
+    sqlstate = exc.sqlstate
+    diag = exc.diag
+    if sqlstate == "GWBKM":
+        return JobKeyModeError(str(exc), sqlstate)
+    if sqlstate == "23514" and diag.constraint_name in _CONSTRAINT_FIELDS:
+        field = _CONSTRAINT_FIELDS[diag.constraint_name]
+        return JobSpecError(field, f"rejected by the database: {diag.message_primary}")
+    if sqlstate == "22003":  # numeric value out of range (smallint casts)
+        return JobSpecError("priority/max_attempts", f"out of range: {diag.message_primary}")
+    message = str(exc).strip() or type(exc).__name__
+    if sqlstate in _NOT_INSTALLED:
+        message += (
+            " (is the schema installed? run `zodworker migrate`, or `await migrate(conn)` /"
+            " `await client.initialize()` first)"
+        )
+    return DatabaseError(message, sqlstate)
+
+
+@asynccontextmanager
+async def borrow(target: AsyncTarget) -> AsyncIterator[AsyncConn]:
+    """The connection to run on: ``target`` itself, or one borrowed from the pool ``target``
+    (committed when the block ends without error, rolled back otherwise)."""
+    if isinstance(target, AsyncConnectionPool):
+        with translate_errors():
+            async with target.connection() as conn:
+                yield conn
+    else:
+        yield target
+
+
+@contextmanager
+def borrow_sync(target: SyncTarget) -> Iterator[SyncConn]:
+    """:func:`borrow` for synchronous targets."""
+    if isinstance(target, ConnectionPool):
+        with translate_errors(), target.connection() as conn:
+            yield conn
+    else:
+        yield target
+
+
+async def fetch(
+    conn: AsyncConn,
+    query: bytes,
+    params: Params = None,
+    *,
+    rows: RowFactory[Any] = tuple_row,
+    binary: bool = False,
+    json_loads: Callable[[bytes | str], Any] | None = None,
+    prepare: bool | None = None,
+) -> list[Any]:
+    """Run one statement on ``conn``; return its rows (``[]`` when it returns none).
+
+    ``json_loads`` decodes JSON columns of this cursor only (the caller's connection keeps
+    its own loader); ``prepare=False`` keeps multi-statement text from being prepared.
+    """
+    with translate_errors():
+        async with conn.cursor(row_factory=rows, binary=binary) as cur:
+            if json_loads is not None:
+                set_json_loads(json_loads, cur)
+            await cur.execute(query, params, prepare=prepare)
+            return await cur.fetchall() if cur.description else []
+
+
+def fetch_sync(
+    conn: SyncConn,
+    query: bytes,
+    params: Params = None,
+    *,
+    rows: RowFactory[Any] = tuple_row,
+    binary: bool = False,
+    json_loads: Callable[[bytes | str], Any] | None = None,
+    prepare: bool | None = None,
+) -> list[Any]:
+    """:func:`fetch` for synchronous connections."""
+    with translate_errors(), conn.cursor(row_factory=rows, binary=binary) as cur:
+        if json_loads is not None:
+            set_json_loads(json_loads, cur)
+        cur.execute(query, params, prepare=prepare)
+        return cur.fetchall() if cur.description else []

@@ -1,0 +1,291 @@
+"""The producer store: adding, removing and administering jobs, from async or sync code.
+
+Each method takes a *target*: a connection (statements run in the caller's transaction and
+nothing is committed for them, so the job and its NOTIFY exist only if the caller commits;
+on an autocommit connection each call commits by itself) or a pool (a connection is borrowed
+for the call and committed when it returns).
+
+:class:`Store` (psycopg ``AsyncConnection`` / ``AsyncConnectionPool``) and :class:`SyncStore`
+(``Connection`` / ``ConnectionPool``) run the same plans (:mod:`zodworker.db.plans`): input is
+validated before any SQL is sent (:class:`~zodworker.errors.JobSpecError`, so a bad call never
+aborts the caller's transaction), retries and name resolution are shared, and database errors
+are translated in one place (:func:`zodworker.db.rows.translate_errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from ..errors import JobSpecError
+from ..job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
+from . import plans, sqlfiles
+from .plans import Call, Plan
+from .rows import (
+    AsyncConn,
+    AsyncTarget,
+    SyncConn,
+    SyncTarget,
+    borrow,
+    borrow_sync,
+    fetch,
+    fetch_sync,
+    job_rows,
+)
+
+__all__ = ["Store", "SyncStore"]
+
+R = TypeVar("R")
+_JOB_ROWS: Final = job_rows()
+_json_loads = msgspec.json.decode
+
+
+class _Schema:
+    __slots__ = ("_schema",)
+
+    def __init__(self, schema: str = DEFAULT_SCHEMA) -> None:
+        if not isinstance(schema, str) or not schema:
+            raise JobSpecError("schema", "must be a non-empty string")
+        self._schema = schema
+
+    @property
+    def schema(self) -> str:
+        """The schema this store works on (sent only as a quoted identifier)."""
+        return self._schema
+
+    def _query(self, call: Call) -> bytes:
+        return sqlfiles.query(call.query, self._schema)
+
+
+class Store(_Schema):
+    """Job operations on one graphile-worker schema (default ``graphile_worker``), for
+    asyncio code."""
+
+    __slots__ = ()
+
+    async def _run(self, target: AsyncTarget, plan: Plan[R]) -> R:
+        try:
+            call = next(plan)  # validates before anything else happens
+        except StopIteration as done:
+            result: R = done.value
+            return result
+        async with borrow(target) as conn:
+            try:
+                while True:
+                    call = plan.send(await self._execute(conn, call))
+            except StopIteration as done:
+                result = done.value
+                return result
+
+    async def _execute(self, conn: AsyncConn, call: Call) -> list[Any]:
+        if call.rows == "jobs":
+            loads = _json_loads if call.bulk else None
+            return await fetch(
+                conn, self._query(call), call.params, rows=_JOB_ROWS, binary=True, json_loads=loads
+            )
+        return await fetch(conn, self._query(call), call.params)
+
+    async def add_job(
+        self,
+        target: AsyncTarget,
+        identifier: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+    ) -> Job:
+        """Add one job and return it (for a keyed job: the row that now holds the key).
+
+        ``job_key_mode`` (default ``"replace"``) says what happens when a job with
+        ``job_key`` already exists; see :data:`~zodworker.job.JobKeyMode`.
+        """
+        spec = JobSpec(
+            identifier=identifier,
+            payload=payload,
+            queue_name=queue_name,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            job_key=job_key,
+            priority=priority,
+            flags=flags,
+        )
+        return await self._run(target, plans.plan_add_job(spec, job_key_mode))
+
+    async def add_spec(
+        self, target: AsyncTarget, spec: JobSpec, job_key_mode: JobKeyMode | None = None
+    ) -> Job:
+        """:meth:`add_job` for a ready-made :class:`JobSpec`."""
+        return await self._run(target, plans.plan_add_job(spec, job_key_mode))
+
+    async def add_jobs(
+        self,
+        target: AsyncTarget,
+        specs: Sequence[JobSpec],
+        *,
+        job_key_preserve_run_at: bool = False,
+    ) -> list[Job]:
+        """Add many jobs in one statement (one NOTIFY); return one row per spec.
+
+        Key handling is that of ``job_key_mode="replace"``, or ``"preserve_run_at"`` when
+        ``job_key_preserve_run_at`` is true (``unsafe_dedupe`` is single-job only).
+        """
+        return await self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
+
+    async def remove_job(self, target: AsyncTarget, job_key: str) -> Job | None:
+        """Remove the job with ``job_key``; return it, or None when no job has that key.
+
+        A job no live worker holds is deleted. A running one loses its key and its remaining
+        attempts: it finishes, but never runs again.
+        """
+        return await self._run(target, plans.plan_remove_job(job_key))
+
+    async def complete_jobs(self, target: AsyncTarget, ids: Sequence[int]) -> list[Job]:
+        """Delete the given jobs (skipping any a live worker holds); return the deleted rows."""
+        return await self._run(target, plans.plan_complete_jobs(ids))
+
+    async def permanently_fail_jobs(
+        self, target: AsyncTarget, ids: Sequence[int], reason: str | None = None
+    ) -> list[Job]:
+        """Mark the given jobs failed for good with ``reason``; return the changed rows."""
+        return await self._run(target, plans.plan_permanently_fail_jobs(ids, reason))
+
+    async def reschedule_jobs(
+        self,
+        target: AsyncTarget,
+        ids: Sequence[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        """Change run_at / priority / attempts / max_attempts of the given jobs.
+
+        ``None`` leaves a column as it is. Jobs a live worker holds are skipped.
+        """
+        plan = plans.plan_reschedule_jobs(ids, run_at, priority, attempts, max_attempts)
+        return await self._run(target, plan)
+
+    async def force_unlock_workers(self, target: AsyncTarget, worker_ids: Sequence[str]) -> None:
+        """Release every job and queue lock held by the given worker ids."""
+        await self._run(target, plans.plan_force_unlock_workers(worker_ids))
+
+    async def get_job(self, target: AsyncTarget, job_id: int) -> Job | None:
+        """The job with ``job_id``, or None."""
+        return await self._run(target, plans.plan_get_job(job_id))
+
+
+class SyncStore(_Schema):
+    """:class:`Store` for synchronous code (Django, Flask, scripts): the same operations,
+    validation and guarantees on a psycopg ``Connection`` or ``ConnectionPool``."""
+
+    __slots__ = ()
+
+    def _run(self, target: SyncTarget, plan: Plan[R]) -> R:
+        try:
+            call = next(plan)
+        except StopIteration as done:
+            result: R = done.value
+            return result
+        with borrow_sync(target) as conn:
+            try:
+                while True:
+                    call = plan.send(self._execute(conn, call))
+            except StopIteration as done:
+                result = done.value
+                return result
+
+    def _execute(self, conn: SyncConn, call: Call) -> list[Any]:
+        if call.rows == "jobs":
+            loads = _json_loads if call.bulk else None
+            return fetch_sync(
+                conn, self._query(call), call.params, rows=_JOB_ROWS, binary=True, json_loads=loads
+            )
+        return fetch_sync(conn, self._query(call), call.params)
+
+    def add_job(
+        self,
+        target: SyncTarget,
+        identifier: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+    ) -> Job:
+        """Add one job (see :meth:`Store.add_job`)."""
+        spec = JobSpec(
+            identifier=identifier,
+            payload=payload,
+            queue_name=queue_name,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            job_key=job_key,
+            priority=priority,
+            flags=flags,
+        )
+        return self._run(target, plans.plan_add_job(spec, job_key_mode))
+
+    def add_spec(
+        self, target: SyncTarget, spec: JobSpec, job_key_mode: JobKeyMode | None = None
+    ) -> Job:
+        """:meth:`add_job` for a ready-made :class:`JobSpec`."""
+        return self._run(target, plans.plan_add_job(spec, job_key_mode))
+
+    def add_jobs(
+        self,
+        target: SyncTarget,
+        specs: Sequence[JobSpec],
+        *,
+        job_key_preserve_run_at: bool = False,
+    ) -> list[Job]:
+        """Add many jobs in one statement (see :meth:`Store.add_jobs`)."""
+        return self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
+
+    def remove_job(self, target: SyncTarget, job_key: str) -> Job | None:
+        """Remove the job with ``job_key`` (see :meth:`Store.remove_job`)."""
+        return self._run(target, plans.plan_remove_job(job_key))
+
+    def complete_jobs(self, target: SyncTarget, ids: Sequence[int]) -> list[Job]:
+        """Delete the given jobs (see :meth:`Store.complete_jobs`)."""
+        return self._run(target, plans.plan_complete_jobs(ids))
+
+    def permanently_fail_jobs(
+        self, target: SyncTarget, ids: Sequence[int], reason: str | None = None
+    ) -> list[Job]:
+        """Fail the given jobs for good (see :meth:`Store.permanently_fail_jobs`)."""
+        return self._run(target, plans.plan_permanently_fail_jobs(ids, reason))
+
+    def reschedule_jobs(
+        self,
+        target: SyncTarget,
+        ids: Sequence[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        """Change the given jobs' schedule (see :meth:`Store.reschedule_jobs`)."""
+        plan = plans.plan_reschedule_jobs(ids, run_at, priority, attempts, max_attempts)
+        return self._run(target, plan)
+
+    def force_unlock_workers(self, target: SyncTarget, worker_ids: Sequence[str]) -> None:
+        """Release the locks of the given worker ids (see :meth:`Store.force_unlock_workers`)."""
+        self._run(target, plans.plan_force_unlock_workers(worker_ids))
+
+    def get_job(self, target: SyncTarget, job_id: int) -> Job | None:
+        """The job with ``job_id``, or None."""
+        return self._run(target, plans.plan_get_job(job_id))
