@@ -1,17 +1,21 @@
-"""The store against a real PostgreSQL: adding jobs, key modes, admin functions, errors."""
+"""Both producer stores against a real PostgreSQL: adding jobs, key modes, admin functions,
+errors, transactions. Every test runs twice, on :class:`Store` (async) and on
+:class:`SyncStore` (sync connections), through the flavours of ``tests.support.stores``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from tests.support.dbtools import count_jobs, lock_job, run_while_lock_in_flight
+from tests.support.graphile import graphile_worker
+from tests.support.stores import FLAVOURS, Flavour
 from zodworker import (
     DatabaseError,
     Job,
@@ -19,13 +23,29 @@ from zodworker import (
     JobSpec,
     JobSpecError,
     PayloadEncodeError,
-    Store,
 )
 from zodworker.db.rows import translate_errors
 
 pytestmark = pytest.mark.anyio
 
-AsyncConn = psycopg.AsyncConnection[Any]
+AsyncConn = Any  # a psycopg AsyncConnection, or the async face of a sync Connection
+Store = Any  # zodworker.Store, or SyncStore behind an async face
+
+
+@pytest.fixture(params=sorted(FLAVOURS))
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    return FLAVOURS[request.param]
+
+
+@pytest.fixture
+def store(flavour: Flavour) -> Any:
+    return flavour.store
+
+
+@pytest.fixture
+async def conn(flavour: Flavour, db_url: str) -> AsyncIterator[Any]:
+    async with flavour.connect(db_url, autocommit=True) as c:
+        yield c
 
 
 @pytest.mark.embedded_smoke
@@ -266,12 +286,12 @@ BAD_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("field", "kwargs"), BAD_CALLS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_CALLS)]
 )
 async def test_bad_input_is_a_typed_error_naming_the_field_and_writes_nothing(
-    db_url: str, store: Store, field: str, kwargs: dict[str, Any]
+    db_url: str, flavour: Flavour, store: Store, field: str, kwargs: dict[str, Any]
 ) -> None:
     args = {"identifier": "task", **kwargs}
     identifier = args.pop("identifier")
     payload = args.pop("payload", None)
-    async with await psycopg.AsyncConnection.connect(db_url) as conn:  # caller's transaction
+    async with flavour.connect(db_url) as conn:  # caller's transaction
         await store.add_job(conn, "before")
         with pytest.raises(JobSpecError) as info:
             await store.add_job(conn, identifier, payload, **args)
@@ -313,8 +333,8 @@ async def test_database_errors_are_translated_at_one_place(conn: AsyncConn) -> N
     assert other.value.sqlstate == "42P01"
 
 
-async def test_works_through_a_pool(db_url: str, store: Store) -> None:
-    async with AsyncConnectionPool(db_url, min_size=1, max_size=2, open=False) as pool:
+async def test_works_through_a_pool(db_url: str, flavour: Flavour, store: Store) -> None:
+    async with flavour.pool(db_url, min_size=1, max_size=2) as pool:
         job = await store.add_job(pool, "pooled", {"p": 1})
         async with pool.connection() as other:
             assert await store.get_job(other, job.id) == job  # committed by the pool
@@ -331,10 +351,12 @@ async def _notifications(listener: AsyncConn, sentinel: str) -> list[dict[str, A
 
 
 @pytest.mark.embedded_smoke
-async def test_rollback_leaves_no_job_and_sends_no_notify(db_url: str, store: Store) -> None:
+async def test_rollback_leaves_no_job_and_sends_no_notify(
+    db_url: str, flavour: Flavour, store: Store
+) -> None:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
         await listener.execute('listen "jobs:insert"')
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        async with flavour.connect(db_url) as conn:
             await store.add_job(conn, "t", {"n": 1})
             await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
             await conn.rollback()
@@ -345,10 +367,12 @@ async def test_rollback_leaves_no_job_and_sends_no_notify(db_url: str, store: St
 
 
 @pytest.mark.embedded_smoke
-async def test_commit_delivers_exactly_one_notify_per_call(db_url: str, store: Store) -> None:
+async def test_commit_delivers_exactly_one_notify_per_call(
+    db_url: str, flavour: Flavour, store: Store
+) -> None:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
         await listener.execute('listen "jobs:insert"')
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        async with flavour.connect(db_url) as conn:
             async with conn.transaction():
                 await store.add_job(conn, "t", {"n": 1})
             async with conn.transaction():
@@ -361,9 +385,9 @@ async def test_commit_delivers_exactly_one_notify_per_call(db_url: str, store: S
 
 
 async def test_an_exception_in_the_callers_block_rolls_the_job_back(
-    db_url: str, store: Store
+    db_url: str, flavour: Flavour, store: Store
 ) -> None:
-    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+    async with flavour.connect(db_url) as conn:
 
         async def callers_block() -> None:
             async with conn.transaction():
@@ -377,7 +401,7 @@ async def test_an_exception_in_the_callers_block_rolls_the_job_back(
 
 @pytest.mark.embedded_smoke
 async def test_add_never_returns_null_when_a_worker_locks_the_keyed_job_mid_call(
-    db_url: str, store: Store
+    db_url: str, flavour: Flavour, store: Store
 ) -> None:
     """Upstream race #580, made deterministic.
 
@@ -385,10 +409,13 @@ async def test_add_never_returns_null_when_a_worker_locks_the_keyed_job_mid_call
     first statement still sees the job as available, its insert then waits on the key, and
     finds the job locked once the worker commits. add_job must still return a job.
     """
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as setup:
+    async with flavour.connect(db_url, autocommit=True) as setup:
         old = await store.add_job(setup, "t", {"v": 1}, job_key="k")
         new = await run_while_lock_in_flight(
-            db_url, old.id, lambda c: store.add_job(c, "t", {"v": 2}, job_key="k")
+            db_url,
+            old.id,
+            lambda c: store.add_job(c, "t", {"v": 2}, job_key="k"),
+            connect=flavour.connect,
         )
         assert isinstance(new, Job)
         assert new.id != old.id and new.key == "k" and new.payload == {"v": 2}
@@ -397,14 +424,14 @@ async def test_add_never_returns_null_when_a_worker_locks_the_keyed_job_mid_call
 
 
 async def test_concurrent_adds_on_one_key_with_a_busy_worker_never_fail(
-    db_url: str, store: Store
+    db_url: str, flavour: Flavour, store: Store
 ) -> None:
     """Many adders and a worker that keeps locking and finishing the keyed job."""
     stop = anyio.Event()
     returned: list[Job] = []
 
     async def adder() -> None:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+        async with flavour.connect(db_url, autocommit=True) as c:
             for i in range(40):
                 returned.append(await store.add_job(c, "t", {"i": i}, job_key="hot"))
 
@@ -427,12 +454,12 @@ async def test_concurrent_adds_on_one_key_with_a_busy_worker_never_fail(
     assert all(job.key == "hot" and job.id is not None for job in returned)
 
 
-async def test_the_callers_connection_settings_are_left_alone(db_url: str, store: Store) -> None:
+async def test_the_callers_connection_settings_are_left_alone(
+    db_url: str, flavour: Flavour, store: Store
+) -> None:
     from psycopg.rows import dict_row
 
-    async with await psycopg.AsyncConnection.connect(
-        db_url, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with flavour.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
         job = await store.add_job(conn, "brand_new_task", {"a": 1}, queue_name="brand_new_queue")
         assert (job.task_identifier, job.queue_name) == ("brand_new_task", "brand_new_queue")
         [again] = await store.add_jobs(conn, [JobSpec(identifier="another_new_one")])
@@ -440,3 +467,41 @@ async def test_the_callers_connection_settings_are_left_alone(db_url: str, store
         cur = await conn.execute("""select '{"x": 1.5}'::json as doc""")
         row = await cur.fetchone()
         assert row == {"doc": {"x": 1.5}}  # still dict rows, still psycopg's own JSON loader
+
+
+@pytest.mark.node
+async def test_keyed_adds_retry_when_graphile_workers_functions_drop_them(
+    flavour: Flavour, store: Store, empty_db_url: str
+) -> None:
+    """On a schema installed by graphile-worker, its add_jobs loses the lock race (#580): a
+    keyed spec whose job a worker locks during the call gets no row. Both stores add it
+    again, so every spec has its row."""
+    graphile_worker().schema_only(empty_db_url, "graphile_worker")
+    async with flavour.connect(empty_db_url, autocommit=True) as setup:
+        old = await store.add_job(setup, "t", {"v": 1}, job_key="k")
+
+        async def raw_add_jobs(c: AsyncConn) -> object:
+            cur = await c.execute(
+                "select count(*) from graphile_worker.add_jobs(array["
+                "  ('t', '{}', null, null, null, 'k', null, null)::graphile_worker.job_spec])"
+            )
+            return (await cur.fetchone())[0]
+
+        assert (
+            await run_while_lock_in_flight(
+                empty_db_url, old.id, raw_add_jobs, connect=flavour.connect
+            )
+            == 0
+        )  # upstream: the spec is lost
+
+        again = await store.add_job(setup, "t", {"v": 2}, job_key="k2")
+        specs = [
+            JobSpec(identifier="t", payload={"v": 3}, job_key="k2"),
+            JobSpec(identifier="u", payload={"v": 4}),
+        ]
+        added = await run_while_lock_in_flight(
+            empty_db_url, again.id, lambda c: store.add_jobs(c, specs), connect=flavour.connect
+        )
+        assert isinstance(added, list)
+        assert sorted((job.payload["v"], job.key) for job in added) == [(3, "k2"), (4, None)]
+        assert all(job.id != again.id for job in added)

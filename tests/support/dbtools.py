@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -53,20 +54,31 @@ async def is_waiting_on_lock(observer: AsyncConn, pid: int) -> bool:
     return bool(row and row[0])
 
 
+@asynccontextmanager
+async def _async_connect(url: str, **kwargs: Any) -> AsyncIterator[AsyncConn]:
+    async with await psycopg.AsyncConnection.connect(url, **kwargs) as conn:
+        yield conn
+
+
 async def run_while_lock_in_flight(
-    db_url: str, job_id: int, action: Callable[[AsyncConn], Awaitable[object]]
+    db_url: str,
+    job_id: int,
+    action: Callable[[Any], Awaitable[object]],
+    *,
+    connect: Callable[..., AbstractAsyncContextManager[Any]] = _async_connect,
 ) -> object:
     """Run ``action`` while a worker's lock on ``job_id`` is uncommitted, then commit it.
 
-    ``action`` runs on its own autocommit connection; we wait (polling pg_stat_activity)
-    until it blocks on the worker's row lock, then commit the worker's transaction, and
-    return what ``action`` returned. This makes the lock-mid-add race deterministic.
+    ``action`` runs on its own autocommit connection (made by ``connect``); we wait
+    (polling pg_stat_activity) until it blocks on the worker's row lock, then commit the
+    worker's transaction, and return what ``action`` returned. This makes the lock-mid-add
+    race deterministic.
     """
     result: list[object] = []
     async with (
         await psycopg.AsyncConnection.connect(db_url, autocommit=True) as observer,
         await psycopg.AsyncConnection.connect(db_url) as worker,
-        await psycopg.AsyncConnection.connect(db_url, autocommit=True) as actor,
+        connect(db_url, autocommit=True) as actor,
     ):
         await lock_job(worker, job_id)
 
