@@ -89,3 +89,39 @@ def test_errors_form_one_tree() -> None:
         obj = getattr(zodworker, name)
         if inspect.isclass(obj) and issubclass(obj, Exception):
             assert issubclass(obj, zodworker.ZodworkerError)
+
+
+README = ROOT.parent / "README.md"
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text("utf-8")
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_readme_lists_every_public_name_under_its_tier() -> None:
+    section = _readme_section("The public API in tiers")
+    bullets = {
+        tier: bullet.split("\n\n")[0]
+        for bullet in section.split("\n- ")[1:]
+        for tier in TIERS
+        if bullet.lower().startswith(f"**{tier}**")
+    }
+    assert set(bullets) == set(TIERS)
+    for tier, names in tiers().items():
+        listed = set(re.findall(r"`(\w+)`", bullets[tier]))
+        assert listed == set(names), (tier, sorted(listed ^ set(names)))
+
+
+def test_the_modules_the_readme_names_exist() -> None:
+    section = _readme_section("How it is built")
+    paths = set(re.findall(r"`(zodworker/[\w/]+\.py)`", section))
+    assert len(paths) > 10
+    for path in paths:
+        assert (ROOT.parent / path).is_file(), path
+    tree = section[section.index("```") : section.index("```", section.index("```") + 3)]
+    files = {path.name for path in ROOT.rglob("*.py")}
+    for name in re.findall(r"\b(\w+\.py)\b", tree):
+        assert name in files, name
