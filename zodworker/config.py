@@ -41,14 +41,16 @@ class WorkerOptions:
     """How a worker pool runs. All fields are optional."""
 
     connection: str | None = None
-    """PostgreSQL URL. Default: ``DATABASE_URL``, else the embedded server."""
+    """PostgreSQL URL. Default: ``DATABASE_URL``; ``run()``, ``run_once()``, ``ZodWorker``
+    and the command line then fall back to the embedded server."""
     schema: str = DEFAULT_SCHEMA
     concurrency: int = 1
     """Jobs run at the same time in this pool."""
     poll_interval: float = 2.0
     """Seconds between fetches when idle; LISTEN/NOTIFY wakes the pool sooner."""
     max_pool_size: int = 10
-    """Database connections the pool may open (plus one dedicated LISTEN connection)."""
+    """Connections of the process's shared pool (the worker, cron, enqueueing and helpers
+    use it), plus the worker's dedicated LISTEN and heartbeat connections."""
     forbidden_flags: ForbiddenFlags = None
     use_prepared_statements: bool = True
     local_queue_size: int = -1

@@ -83,6 +83,7 @@ _CONSTRAINT_FIELDS: Final = {
 # undefined schema / table / function: the schema was probably never migrated
 _NOT_INSTALLED: Final = frozenset({"3F000", "42P01", "42883"})
 _NO_NAMES: Final[Mapping[int, str]] = {}
+_TUPLES_OK: Final = psycopg.pq.ExecStatus.TUPLES_OK
 
 
 def job_rows(task_names: Mapping[int, str] | None = None) -> RowFactory[Job]:
@@ -192,7 +193,7 @@ async def fetch(
             if json_loads is not None:
                 set_json_loads(json_loads, cur)
             await cur.execute(query, params, prepare=prepare)
-            return await cur.fetchall() if cur.description else []
+            return await cur.fetchall() if _has_rows(cur) else []
 
 
 def fetch_sync(
@@ -210,4 +211,10 @@ def fetch_sync(
         if json_loads is not None:
             set_json_loads(json_loads, cur)
         cur.execute(query, params, prepare=prepare)
-        return cur.fetchall() if cur.description else []
+        return cur.fetchall() if _has_rows(cur) else []
+
+
+def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    """Whether the statement returned a result set (cheaper than building ``description``)."""
+    result = cur.pgresult
+    return result is not None and result.status == _TUPLES_OK

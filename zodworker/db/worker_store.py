@@ -21,7 +21,7 @@ from psycopg.rows import RowFactory, tuple_row
 from ..errors import DatabaseError
 from ..job import Job
 from .connect import Database
-from .rows import Params, borrow, fetch, job_rows
+from .rows import Params, fetch, job_rows, translate_errors
 
 __all__ = ["Failure", "WorkerStore"]
 
@@ -41,13 +41,26 @@ class Failure(msgspec.Struct, omit_defaults=True):
 _failures_encoder = msgspec.json.Encoder()
 
 
+class _Queries(dict[str, bytes]):
+    """The named queries rendered for the database's schema, looked up once each."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__()
+        self._database = database
+
+    def __missing__(self, name: str) -> bytes:
+        self[name] = query = self._database.query(name)
+        return query
+
+
 class WorkerStore:
     """The worker pool's statements for one schema and one pool id."""
 
-    __slots__ = ("_beat", "_database", "_jobs", "_pool_id", "task_names")
+    __slots__ = ("_beat", "_connections", "_jobs", "_pool_id", "_queries", "task_names")
 
     def __init__(self, database: Database, pool_id: str) -> None:
-        self._database = database
+        self._connections = database.connections
+        self._queries = _Queries(database)
         self._pool_id = pool_id
         self._beat = database.heartbeat_connection()
         self.task_names: dict[int, str] = {}
@@ -57,12 +70,14 @@ class WorkerStore:
     async def _pooled(
         self, name: str, params: Params, rows: RowFactory[Any] = tuple_row
     ) -> list[Any]:
-        async with borrow(self._database.connections) as conn:
-            return await fetch(conn, self._database.query(name), params, rows=rows, binary=True)
+        query = self._queries[name]
+        with translate_errors():  # also covers borrowing (a pool timeout)
+            async with self._connections.connection() as conn:
+                return await fetch(conn, query, params, rows=rows, binary=True)
 
     async def _liveness(self, name: str, params: Params) -> list[Any]:
         async with self._beat.connection() as conn:
-            return await fetch(conn, self._database.query(name), params, binary=True)
+            return await fetch(conn, self._queries[name], params, binary=True)
 
     async def close(self) -> None:
         """Close the heartbeat connection."""
