@@ -12,6 +12,7 @@ incremented when it was locked) -> deleted on success, or back to ``waiting`` wi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, get_args
@@ -27,6 +28,7 @@ __all__ = [
     "JobSpec",
     "check_key_mode",
     "check_spec",
+    "encode_checked",
     "encode_payload",
 ]
 
@@ -96,15 +98,63 @@ _encoder = msgspec.json.Encoder()
 
 
 def encode_payload(payload: Any, field: str = "payload") -> str:
-    """Encode a payload as JSON text, or raise :class:`PayloadEncodeError` naming ``field``."""
+    """Encode a payload as JSON text, or raise :class:`PayloadEncodeError` naming the field.
+
+    The one encoder every path uses (add_job, add_jobs, the typed client). Besides what
+    cannot be encoded at all, it refuses what JSON encoding would silently change or
+    PostgreSQL would reject later, aborting the caller's transaction: NaN and infinities
+    (which would become ``null``), NUL characters (``\\u0000``, which PostgreSQL text cannot
+    hold) and nesting too deep to encode.
+    """
+    return encode_checked(payload, payload, field).decode("utf-8")
+
+
+def encode_checked(value: Any, payload: Any, field: str) -> bytes:
+    """Encode ``value`` (which holds ``payload``, or is it) with the checks of
+    :func:`encode_payload`; errors name ``field`` and the path inside the payload."""
     try:
-        return _encoder.encode(payload).decode("utf-8")
+        encoded = _encoder.encode(value)
+        # Both are rare; only then is the payload walked to find the culprit (or clear it).
+        if b"null" in encoded or b"\\u0000" in encoded:
+            _refuse_lossy(msgspec.to_builtins(payload), field)
+    except PayloadEncodeError:
+        raise
+    except RecursionError:
+        raise PayloadEncodeError(
+            field,
+            "is nested too deeply to store as JSON; flatten it (a few hundred levels at most)",
+        ) from None
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise PayloadEncodeError(
             field,
             f"cannot be encoded as JSON ({exc}); pass JSON-compatible values (dict, list, str, "
             "int, float, bool, None, datetime, UUID, msgspec Struct, dataclass)",
         ) from None
+    return encoded
+
+
+def _refuse_lossy(value: Any, path: str) -> None:
+    """Raise :class:`PayloadEncodeError` at the first NaN/infinity or NUL in ``value``."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PayloadEncodeError(
+                path, f"is {value}, which JSON cannot represent; use null, a string or a number"
+            )
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise PayloadEncodeError(
+                path, "contains a NUL character, which PostgreSQL cannot store; remove it"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                raise PayloadEncodeError(
+                    path, f"has a key with a NUL character ({key!r}); PostgreSQL cannot store it"
+                )
+            _refuse_lossy(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _refuse_lossy(item, f"{path}[{index}]")
 
 
 def _check_text(field: str, value: object, limit: int, *, optional: bool) -> None:

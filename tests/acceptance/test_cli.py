@@ -72,6 +72,48 @@ def test_bad_input_exits_1_with_the_field_and_writes_nothing(db_url: str) -> Non
         assert conn.execute("select count(*) from graphile_worker._private_jobs").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ('{"rate": NaN}', "payload.rate: is nan"),
+        ('{"caps": [Infinity]}', "payload.caps[0]: is inf"),
+        ('{"name": "a\\u0000b"}', "payload.name: contains a NUL character"),
+    ],
+)
+def test_payloads_json_cannot_keep_exit_1_and_write_nothing(
+    db_url: str, payload: str, message: str
+) -> None:
+    result = zodworker("-c", db_url, "add-job", "t", payload)
+    assert result.returncode == 1, result.stdout
+    assert message in result.stderr
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select count(*) from graphile_worker._private_jobs").fetchone() == (0,)
+
+
+def test_an_app_factory_that_needs_arguments_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "needs_args.py").write_text("def make_tasks(config):\n    return {}\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zodworker",
+            "-c",
+            db_url,
+            "--once",
+            "--app",
+            "needs_args:make_tasks",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "--app 'needs_args:make_tasks'" in proc.stderr and "without arguments" in proc.stderr
+
+
 def test_newer_breaking_schema_exits_57(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("insert into graphile_worker.migrations (id, breaking) values (23, true)")

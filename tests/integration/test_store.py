@@ -304,6 +304,61 @@ async def test_bad_input_is_a_typed_error_naming_the_field_and_writes_nothing(
         assert await count_jobs(conn) == 1
 
 
+def _nested(depth: int) -> list[Any]:
+    top: list[Any] = []
+    current = top
+    for _ in range(depth):
+        inner: list[Any] = []
+        current.append(inner)
+        current = inner
+    return top
+
+
+BAD_PAYLOADS: list[tuple[str, Any, str]] = [
+    ("nan", {"x": float("nan")}, "payload.x"),
+    ("infinity", {"rates": [1.0, float("inf")]}, "payload.rates[1]"),
+    ("minus-infinity", [{"y": -float("inf")}], "payload[0].y"),
+    ("nul-in-value", {"name": "a\x00b"}, "payload.name"),
+    ("nul-in-key", {"a\x00": 1}, "payload"),
+    ("too-deep", _nested(5000), "payload"),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"), [(p, f) for _, p, f in BAD_PAYLOADS], ids=[i for i, _, _ in BAD_PAYLOADS]
+)
+@pytest.mark.parametrize("call", ["add_job", "add_jobs"])
+async def test_payloads_json_cannot_keep_are_refused_alike_by_add_job_and_add_jobs(
+    db_url: str, flavour: Flavour, store: Store, payload: Any, field: str, call: str
+) -> None:
+    """NaN and infinities (JSON would store null), NUL characters (PostgreSQL cannot store
+    them) and nesting too deep to encode: a typed error naming the place, before any SQL is
+    sent, in both add paths; the caller's transaction stays usable."""
+    async with flavour.connect(db_url) as conn:  # caller's transaction
+        await store.add_job(conn, "before")
+        with pytest.raises(PayloadEncodeError) as info:
+            if call == "add_job":
+                await store.add_job(conn, "t", payload)
+            else:
+                await store.add_jobs(
+                    conn, [JobSpec(identifier="ok"), JobSpec(identifier="t", payload=payload)]
+                )
+        expected = field if call == "add_job" else field.replace("payload", "specs[1].payload", 1)
+        assert info.value.field == expected
+        assert await count_jobs(conn) == 1
+        await conn.commit()
+        assert await count_jobs(conn) == 1
+
+
+async def test_null_and_escaped_text_that_looks_like_nul_are_kept(
+    conn: AsyncConn, store: Store
+) -> None:
+    payload = {"none": None, "text": "a\\u0000b", "list": [None, 1.5]}
+    job = await store.add_job(conn, "t", payload)
+    [again] = await store.add_jobs(conn, [JobSpec(identifier="t", payload=payload)])
+    assert job.payload == again.payload == payload
+
+
 async def test_bad_spec_in_a_batch_names_its_index(conn: AsyncConn, store: Store) -> None:
     specs = [JobSpec(identifier="ok"), JobSpec(identifier="ok", priority=99999)]
     with pytest.raises(JobSpecError) as info:

@@ -60,7 +60,13 @@ def load_app(spec: str) -> dict[str, Handler | Task]:
     except (ImportError, AttributeError) as exc:
         raise TaskLoadError(f"--app {spec!r}: cannot import it ({exc})") from exc
     if callable(target) and not isinstance(target, Mapping):
-        target = target()
+        try:
+            target = target()
+        except TypeError as exc:
+            raise TaskLoadError(
+                f"--app {spec!r}: calling it without arguments failed ({exc}); point --app at a "
+                "task mapping or at a callable that takes no arguments"
+            ) from exc
     if not isinstance(target, Mapping):
         raise TaskLoadError(
             f"--app {spec!r}: is a {type(target).__name__}; expected a mapping of task "

@@ -17,8 +17,16 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import msgspec
 
-from ..errors import DatabaseError, JobSpecError
-from ..job import Job, JobKeyMode, JobSpec, check_key_mode, check_spec, encode_payload
+from ..errors import DatabaseError, JobSpecError, PayloadEncodeError
+from ..job import (
+    Job,
+    JobKeyMode,
+    JobSpec,
+    check_key_mode,
+    check_spec,
+    encode_checked,
+    encode_payload,
+)
 from .rows import Params
 
 __all__ = [
@@ -125,8 +133,8 @@ def add_jobs_payload(specs: Sequence[JobSpec]) -> str | None:
     if not specs:
         return None
     try:
-        return _spec_encoder.encode(specs).decode("utf-8")
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return encode_checked(specs, [spec.payload for spec in specs], "specs").decode("utf-8")
+    except PayloadEncodeError:
         for index, spec in enumerate(specs):  # find the culprit for the message
             encode_payload(spec.payload, f"specs[{index}].payload")
         raise
