@@ -9,6 +9,7 @@ field has a documented default; bad values are rejected at construction with a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
@@ -118,6 +119,18 @@ class WorkerOptions:
             raise ConfigError(
                 "forbidden_flags", "must be a list of strings or a callable returning one"
             )
+
+    async def forbidden_flags_now(self) -> list[str]:
+        """The forbidden flags for the next fetch (a callable is asked each time)."""
+        flags = self.forbidden_flags
+        if flags is None:
+            return []
+        if callable(flags):
+            value = flags()
+            if inspect.isawaitable(value):
+                value = await value
+            return list(value or ())
+        return list(flags)
 
 
 def _int(options: WorkerOptions, name: str, low: int, high: int) -> None:

@@ -33,6 +33,8 @@ EventName = Literal[
     "pool:gracefulShutdown",
     "pool:forcefulShutdown",
     "pool:recovered",
+    "pool:leaseLost",
+    "pool:leaseRegained",
     "worker:create",
     "worker:release",
     "worker:stop",
@@ -60,8 +62,9 @@ EventName = Literal[
     "forcefulShutdown",
     "stop",
 ]
-"""Every event name. ``pool:recovered`` (locks of dead pools released) and ``job:timeout``
-are ours; the rest are graphile-worker's."""
+"""Every event name. ``pool:recovered`` (locks of dead pools released),
+``pool:leaseLost`` / ``pool:leaseRegained`` (this pool lost its lease and started a new
+one) and ``job:timeout`` are ours; the rest are graphile-worker's."""
 
 EVENT_NAMES: Final = frozenset(EventName.__args__)  # type: ignore[attr-defined]
 

@@ -22,17 +22,24 @@ from :SCHEMA._private_tasks as tasks inner join wanted using (identifier);
 -- Lock up to N runnable jobs: available, due, of a task this pool runs, none of the
 -- forbidden flags, and no queue or a queue nobody holds. At most one job per named queue
 -- per batch: the queue row is locked with its job, so a queue runs one job at a time
--- across the cluster. Parameters: pool id, task ids, forbidden flags, N.
-with available_queues as (
+-- across the cluster. Nothing is locked unless the pool's lease (pool_id) exists and has
+-- not expired. Parameters: pool id (the lease), task ids, forbidden flags, N.
+with lease as (
+  select 1
+  from :SCHEMA._zodworker_pools as pools
+  where pools.pool_id = %(pool_id)s::text and pools.lease_expires_at > now()
+),
+available_queues as (
   select job_queues.id
   from :SCHEMA._private_job_queues as job_queues
-  where job_queues.is_available = true
+  where exists (select 1 from lease) and job_queues.is_available = true
   for update skip locked
 ),
 candidates as (
   select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at
   from :SCHEMA._private_jobs as jobs
-  where jobs.is_available = true
+  where exists (select 1 from lease)
+    and jobs.is_available = true
     and jobs.run_at <= now()
     and jobs.task_id = any(%(task_ids)s::int[])
     and (jobs.job_queue_id is null or jobs.job_queue_id in (select id from available_queues))
@@ -69,22 +76,24 @@ left join :SCHEMA._private_job_queues as names on names.id = locked.job_queue_id
 order by locked.priority, locked.run_at, locked.id;
 
 -- name: complete_locked_jobs
--- Delete finished jobs and release the queues this pool held for them.
+-- Delete finished jobs and release their named queues, fenced by the lease the jobs were
+-- fetched under (owner): a job another pool has taken over is left alone. The queues come
+-- from the pool's own copy of the jobs, so they are released even when a row is gone.
+-- Parameters: ids, queue_ids, owner.
 with done as (
   delete from :SCHEMA._private_jobs as jobs
-  where jobs.id = any(%(ids)s::bigint[])
-  returning jobs.job_queue_id
+  where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(owner)s::text
 )
 update :SCHEMA._private_job_queues as job_queues
 set locked_by = null, locked_at = null
-from done
-where job_queues.id = done.job_queue_id and job_queues.locked_by = %(pool_id)s::text;
+where job_queues.id = any(%(queue_ids)s::int[]) and job_queues.locked_by = %(owner)s::text;
 
 -- name: fail_jobs
 -- Record each failure and schedule the retry: exp(least(attempts, 10)) seconds after
 -- the later of now and the job's run_at. A replacement payload (batch jobs: only the
 -- failed elements) overrides the stored one; "permanent" uses up the attempts (no retry).
--- Parameter: JSON array of {"id", "message", "payload"?, "permanent"?}, and the pool id.
+-- Fenced and releasing queues as complete_locked_jobs.
+-- Parameters: JSON array of {"id", "message", "payload"?, "permanent"?}, queue_ids, owner.
 with failures as (
   select (f->>'id')::bigint as id, f->>'message' as message, f->'payload' as payload,
     coalesce((f->>'permanent')::boolean, false) as permanent
@@ -100,27 +109,43 @@ failed as (
       attempts = case when failures.permanent then jobs.max_attempts else jobs.attempts end,
       updated_at = now()
   from failures
-  where jobs.id = failures.id and jobs.locked_by = %(pool_id)s::text
-  returning jobs.job_queue_id
+  where jobs.id = failures.id and jobs.locked_by = %(owner)s::text
 )
 update :SCHEMA._private_job_queues as job_queues
 set locked_by = null, locked_at = null
-from failed
-where job_queues.id = failed.job_queue_id and job_queues.locked_by = %(pool_id)s::text;
+where job_queues.id = any(%(queue_ids)s::int[]) and job_queues.locked_by = %(owner)s::text;
 
 -- name: return_jobs
 -- Give back jobs this pool fetched but never started (shutdown, local queue expiry):
--- unlock them and take back the attempt the fetch counted.
+-- unlock them and take back the attempt the fetch counted. Fenced and releasing queues as
+-- complete_locked_jobs. Parameters: ids, queue_ids, owner.
 with returned as (
   update :SCHEMA._private_jobs as jobs
   set attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null
-  where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(pool_id)s::text
-  returning jobs.job_queue_id
+  where jobs.id = any(%(ids)s::bigint[]) and jobs.locked_by = %(owner)s::text
 )
 update :SCHEMA._private_job_queues as job_queues
 set locked_by = null, locked_at = null
-from returned
-where job_queues.id = returned.job_queue_id and job_queues.locked_by = %(pool_id)s::text;
+where job_queues.id = any(%(queue_ids)s::int[]) and job_queues.locked_by = %(owner)s::text;
+
+-- name: return_unknown_jobs
+-- After a fetch whose answer was lost with its connection (it may have committed): give back
+-- the jobs locked under the lease (owner) that the pool does not know about, attempt
+-- returned and queues released. Runs only then, so the scan by locked_by is rare.
+-- Parameters: owner, known (the ids the pool holds, runs or is writing outcomes for).
+with returned as (
+  update :SCHEMA._private_jobs as jobs
+  set attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null
+  where jobs.locked_by = %(owner)s::text and jobs.id <> all(%(known)s::bigint[])
+  returning jobs.id, jobs.job_queue_id
+),
+released as (
+  update :SCHEMA._private_job_queues as job_queues
+  set locked_by = null, locked_at = null
+  from returned
+  where job_queues.id = returned.job_queue_id and job_queues.locked_by = %(owner)s::text
+)
+select returned.id from returned;
 
 -- name: reset_stale_locks
 -- graphile-worker's sweep: locks older than 4 hours are abandoned.
@@ -134,35 +159,61 @@ set locked_at = null, locked_by = null
 where job_queues.locked_at < now() - interval '4 hours';
 
 -- name: register_pool
-insert into :SCHEMA._zodworker_pools (pool_id, hostname, pid)
-values (%(pool_id)s, %(hostname)s, %(pid)s)
-on conflict (pool_id) do update set last_seen = now();
+-- Start a lease: the pool's row, expiring lease_seconds from now unless renewed.
+insert into :SCHEMA._zodworker_pools
+  (pool_id, hostname, pid, lease_expires_at, lease_seconds, heartbeat_seconds)
+values (
+  %(pool_id)s, %(hostname)s, %(pid)s, now() + make_interval(secs => %(lease)s), %(lease)s,
+  %(heartbeat)s
+)
+on conflict (pool_id) do update
+set last_seen = now(), lease_expires_at = excluded.lease_expires_at,
+  lease_seconds = excluded.lease_seconds, heartbeat_seconds = excluded.heartbeat_seconds;
 
 -- name: heartbeat
--- Returns the row when the pool is still registered; no row means another pool presumed
--- this one dead and released its locks.
-update :SCHEMA._zodworker_pools
-set last_seen = now()
-where pool_id = %(pool_id)s
-returning pool_id;
+-- Renew a lease by its own length. No row back: the lease is gone (another pool presumed
+-- this one dead and released what it held) or has already expired (a reaper may act at
+-- any moment); either way the pool must treat it as lost.
+update :SCHEMA._zodworker_pools as pools
+set last_seen = now(), lease_expires_at = now() + make_interval(secs => pools.lease_seconds)
+where pools.pool_id = %(pool_id)s and pools.lease_expires_at > now()
+returning pools.pool_id;
 
 -- name: unregister_pool
-delete from :SCHEMA._zodworker_pools where pool_id = %(pool_id)s;
+-- End a lease: forget the row and release every job and queue lock still held under it.
+-- Returns the ids of the released jobs.
+with gone as (
+  delete from :SCHEMA._zodworker_pools where pool_id = %(pool_id)s
+),
+released_queues as (
+  update :SCHEMA._private_job_queues as job_queues
+  set locked_at = null, locked_by = null
+  where job_queues.locked_by = %(pool_id)s
+)
+update :SCHEMA._private_jobs as jobs
+set locked_at = null, locked_by = null
+where jobs.locked_by = %(pool_id)s
+returning jobs.id;
 
 -- name: reap_dead_pools
--- Pools silent for longer than the recovery timeout are presumed dead: forget them and
--- release every job and queue lock they held. Returns the ids of the released jobs.
+-- Pools whose lease has expired (by their own lease length; rows of older zodworkers: 30 s
+-- after their last heartbeat) are presumed dead: forget them and release every job and
+-- queue lock they held. The job and queue scans run only when some pool died (one-time
+-- filter). Returns the ids of the released jobs.
 with dead as (
   delete from :SCHEMA._zodworker_pools as pools
-  where pools.last_seen < now() - %(timeout)s::interval
+  where case
+    when pools.lease_seconds is null then pools.last_seen < now() - interval '30 seconds'
+    else pools.lease_expires_at < now()
+  end
   returning pools.pool_id
 ),
 released_queues as (
   update :SCHEMA._private_job_queues as job_queues
   set locked_at = null, locked_by = null
-  where job_queues.locked_by in (select pool_id from dead)
+  where exists (select 1 from dead) and job_queues.locked_by in (select pool_id from dead)
 )
 update :SCHEMA._private_jobs as jobs
 set locked_at = null, locked_by = null
-where jobs.locked_by in (select pool_id from dead)
+where exists (select 1 from dead) and jobs.locked_by in (select pool_id from dead)
 returning jobs.id;

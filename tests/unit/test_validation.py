@@ -14,11 +14,18 @@ from zodworker.job import check_key_mode, check_spec, encode_payload
 
 text_ok = st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s)
 aware = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))]))
+# What JSON and PostgreSQL keep as given: no NUL characters, finite numbers.
+storable_text = st.text().filter(lambda s: "\x00" not in s)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | storable_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(storable_text, inner, max_size=4),
     max_leaves=10,
 )
+lossy = st.sampled_from([float("nan"), float("inf"), -float("inf"), "a\x00b"])
 
 valid_specs = st.builds(
     JobSpec,
@@ -37,6 +44,37 @@ valid_specs = st.builds(
 def test_valid_specs_pass(spec: JobSpec) -> None:
     check_spec(spec)
     encode_payload(spec.payload)
+
+
+@given(json_values, st.data())
+def test_a_value_json_or_postgresql_would_not_keep_is_refused_with_its_path(
+    payload: object, data: st.DataObject
+) -> None:
+    """Plant NaN, an infinity or a NUL character somewhere in a valid payload: it is refused,
+    and the error's field is the path that leads to it."""
+    bad = data.draw(lossy)
+    path: list[str | int] = []
+    container: object = payload
+    while isinstance(container, (list, dict)) and container and data.draw(st.booleans()):
+        key = data.draw(
+            st.sampled_from(
+                sorted(container) if isinstance(container, dict) else range(len(container))
+            )
+        )
+        path.append(key)
+        container = container[key]  # type: ignore[index]
+    if isinstance(container, dict):
+        container["planted"] = bad
+        path.append("planted")
+    elif isinstance(container, list):
+        container.append(bad)
+        path.append(len(container) - 1)
+    else:
+        payload, path = bad, []
+    with pytest.raises(PayloadEncodeError) as info:
+        encode_payload(payload)
+    expected = "payload" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    assert info.value.field == expected
 
 
 @given(st.integers().filter(lambda n: not -32768 <= n <= 32767))

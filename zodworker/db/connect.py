@@ -29,6 +29,7 @@ from psycopg import conninfo as pq_conninfo
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from ..config import WorkerOptions
 from ..errors import ConfigError, DatabaseError
 from ..job import DEFAULT_SCHEMA
 from . import sqlfiles
@@ -136,6 +137,25 @@ class Database:
             name=name,
         )
         self._opened = False
+
+    @classmethod
+    def for_options(cls, options: WorkerOptions) -> Database:
+        """The database a worker pool started on its own uses: ``options.connection``, else
+        ``DATABASE_URL`` (the embedded server is the face's fallback, not this layer's)."""
+        conninfo = conninfo_from_env(options.connection)
+        if conninfo is None:
+            raise ConfigError(
+                "connection",
+                "no database given: pass connection=<url>, set DATABASE_URL, or start the "
+                "pool with zodworker.run(), which falls back to the embedded PostgreSQL",
+            )
+        return cls(
+            conninfo,
+            schema=options.schema,
+            max_size=options.max_pool_size,
+            prepared_statements=options.use_prepared_statements,
+            name=options.pool_id,
+        )
 
     async def open(self, timeout: float = _OPEN_TIMEOUT) -> None:  # noqa: ASYNC109
         """Open the pool and wait until its first connection works."""

@@ -20,7 +20,7 @@ from typing import Any, Final, TypeAlias
 import psycopg
 from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.json import set_json_loads
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..errors import DatabaseError, JobKeyModeError, JobSpecError
 from ..job import Job
@@ -36,6 +36,7 @@ __all__ = [
     "borrow_sync",
     "fetch",
     "fetch_sync",
+    "is_connection_error",
     "job_rows",
     "translate_errors",
 ]
@@ -83,6 +84,8 @@ _CONSTRAINT_FIELDS: Final = {
 # undefined schema / table / function: the schema was probably never migrated
 _NOT_INSTALLED: Final = frozenset({"3F000", "42P01", "42883"})
 _NO_NAMES: Final[Mapping[int, str]] = {}
+# admin shutdown, crash shutdown, cannot connect now, idle session timeout
+_SERVER_GONE: Final = frozenset({"57P01", "57P02", "57P03", "57P05"})
 _TUPLES_OK: Final = psycopg.pq.ExecStatus.TUPLES_OK
 
 
@@ -149,6 +152,22 @@ def _translated(exc: psycopg.Error) -> Exception:
             " `await client.initialize()` first)"
         )
     return DatabaseError(message, sqlstate)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection was lost or refused (a server restart or crash, a
+    cut network, a pool that could not connect) rather than a problem with the statement."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, PoolTimeout):
+        return True
+    sqlstate = exc.sqlstate or ""
+    return (
+        sqlstate.startswith("08")
+        or sqlstate in _SERVER_GONE
+        or (not sqlstate and isinstance(cause, psycopg.OperationalError))
+    )
 
 
 @asynccontextmanager

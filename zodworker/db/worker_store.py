@@ -1,17 +1,16 @@
-"""Every statement a worker pool sends, as plain async methods.
+"""Every statement a worker pool sends for its jobs, as plain async methods.
 
-The worker pool hands these methods (fetch, complete, fail, return, heartbeat, reap...) to
-its parts as plain functions; no part of ``zodworker.worker`` sees SQL. Jobs are locked with
-the pool's id as ``locked_by``, like graphile-worker, so the admin functions and Node workers
-agree on who holds what. The fetch and the results go through the process's shared pool; the
-liveness statements (register, heartbeat, reap, unregister) through the pool's own heartbeat
-connection, so handlers that hold every pooled connection cannot make a live pool look dead.
+The worker pool hands these methods (fetch, complete, fail, return) to its parts as plain
+functions; no part of ``zodworker.worker`` sees SQL. Jobs are locked with the pool's current
+lease id as ``locked_by`` (graphile-worker's column, so its admin functions and Node workers
+agree on who holds what), and only while that lease exists and has not expired. Every
+outcome is written *fenced*: only where the job is still locked by the lease it was fetched
+under (its ``locked_by``), releasing the job's named queue from the pool's own copy of the
+job. The lease itself is kept by :mod:`zodworker.db.lease`, on a connection of its own.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -21,7 +20,7 @@ from psycopg.rows import RowFactory, tuple_row
 from ..errors import DatabaseError
 from ..job import Job
 from .connect import Database
-from .rows import Params, fetch, job_rows, translate_errors
+from .rows import Params, fetch, is_connection_error, job_rows, translate_errors
 
 __all__ = ["Failure", "WorkerStore"]
 
@@ -54,15 +53,15 @@ class _Queries(dict[str, bytes]):
 
 
 class WorkerStore:
-    """The worker pool's statements for one schema and one pool id."""
+    """The worker pool's job statements for one schema."""
 
-    __slots__ = ("_beat", "_connections", "_jobs", "_pool_id", "_queries", "task_names")
+    __slots__ = ("_connections", "_jobs", "_queries", "lease_id", "task_names")
 
     def __init__(self, database: Database, pool_id: str) -> None:
         self._connections = database.connections
         self._queries = _Queries(database)
-        self._pool_id = pool_id
-        self._beat = database.heartbeat_connection()
+        self.lease_id = pool_id
+        """The lease this pool fetches under (a new one after a lease was lost)."""
         self.task_names: dict[int, str] = {}
         """task id -> identifier, for the tasks this pool runs (updated in place)."""
         self._jobs = job_rows(self.task_names)
@@ -70,18 +69,25 @@ class WorkerStore:
     async def _pooled(
         self, name: str, params: Params, rows: RowFactory[Any] = tuple_row
     ) -> list[Any]:
+        """Run a statement on a pooled connection. When the connection turns out to be dead
+        (the server restarted, the network was cut), every idle connection is checked and
+        broken ones dropped, then the statement is tried once more on a fresh connection.
+        Retrying is safe: writes are fenced, and a fetch whose answer was lost is reconciled
+        by the local queue (``return_unknown``)."""
         query = self._queries[name]
+        try:
+            return await self._once(query, params, rows)
+        except DatabaseError as exc:
+            if not is_connection_error(exc):
+                raise
+        with translate_errors():
+            await self._connections.check()
+        return await self._once(query, params, rows)
+
+    async def _once(self, query: bytes, params: Params, rows: RowFactory[Any]) -> list[Any]:
         with translate_errors():  # also covers borrowing (a pool timeout)
             async with self._connections.connection() as conn:
                 return await fetch(conn, query, params, rows=rows, binary=True)
-
-    async def _liveness(self, name: str, params: Params) -> list[Any]:
-        async with self._beat.connection() as conn:
-            return await fetch(conn, self._queries[name], params, binary=True)
-
-    async def close(self) -> None:
-        """Close the heartbeat connection."""
-        await self._beat.close()
 
     async def register_tasks(self, identifiers: Sequence[str]) -> list[int]:
         """Make sure the task rows exist; remember and return their ids.
@@ -107,42 +113,33 @@ class WorkerStore:
 
     async def get_jobs(self, task_ids: list[int], forbidden: list[str], n: int) -> list[Job]:
         """Lock and return up to ``n`` runnable jobs (attempts already incremented)."""
-        params = {"pool_id": self._pool_id, "task_ids": task_ids, "forbidden": forbidden, "n": n}
+        params = {"pool_id": self.lease_id, "task_ids": task_ids, "forbidden": forbidden, "n": n}
         return await self._pooled("get_jobs", params, self._jobs)
 
-    async def complete(self, ids: list[int]) -> None:
-        """Delete finished jobs and release their queues."""
-        await self._pooled("complete_locked_jobs", {"ids": ids, "pool_id": self._pool_id})
+    async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
+        """Delete finished jobs still locked by ``owner`` and release their queues."""
+        params = {"ids": ids, "queue_ids": queue_ids, "owner": owner}
+        await self._pooled("complete_locked_jobs", params)
 
-    async def fail(self, failures: list[Failure]) -> None:
-        """Record failures; each job retries after exp(min(attempts, 10)) seconds."""
+    async def fail(self, owner: str, failures: list[Failure], queue_ids: list[int]) -> None:
+        """Record failures of jobs still locked by ``owner``; each retries after
+        exp(min(attempts, 10)) seconds. Releases their queues."""
         encoded = _failures_encoder.encode(failures).decode()
-        await self._pooled("fail_jobs", {"failures": encoded, "pool_id": self._pool_id})
+        params = {"failures": encoded, "queue_ids": queue_ids, "owner": owner}
+        await self._pooled("fail_jobs", params)
 
-    async def return_jobs(self, ids: list[int]) -> None:
-        """Unlock jobs fetched but never started, giving back their attempt."""
-        await self._pooled("return_jobs", {"ids": ids, "pool_id": self._pool_id})
+    async def return_jobs(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
+        """Unlock jobs fetched under ``owner`` but never started (or aborted), giving back
+        their attempt; release their queues."""
+        params = {"ids": ids, "queue_ids": queue_ids, "owner": owner}
+        await self._pooled("return_jobs", params)
+
+    async def return_unknown(self, owner: str, known: set[int]) -> list[int]:
+        """Give back the jobs locked under ``owner`` whose ids are not in ``known`` (after a
+        fetch whose answer was lost); return their ids."""
+        params = {"owner": owner, "known": list(known)}
+        return [row[0] for row in await self._pooled("return_unknown_jobs", params)]
 
     async def reset_stale_locks(self) -> None:
         """graphile-worker's sweep of locks older than 4 hours."""
         await self._pooled("reset_stale_locks", ())
-
-    async def register(self) -> None:
-        """Record this pool as alive."""
-        host, pid = socket.gethostname(), os.getpid()
-        await self._liveness(
-            "register_pool", {"pool_id": self._pool_id, "hostname": host, "pid": pid}
-        )
-
-    async def heartbeat(self) -> bool:
-        """Refresh this pool's liveness; False if it had been presumed dead and released."""
-        return bool(await self._liveness("heartbeat", {"pool_id": self._pool_id}))
-
-    async def unregister(self) -> None:
-        """Forget this pool (a clean shutdown)."""
-        await self._liveness("unregister_pool", {"pool_id": self._pool_id})
-
-    async def reap_dead_pools(self, timeout_s: float) -> list[int]:
-        """Release the locks of pools silent for ``timeout_s``; return the freed job ids."""
-        rows = await self._liveness("reap_dead_pools", {"timeout": f"{timeout_s} seconds"})
-        return [row[0] for row in rows]

@@ -9,14 +9,18 @@ never started are queued for ``return_jobs`` (:meth:`Completer.give_back`).
 Each of the three writes has a :class:`Batcher`: one write in flight at a time, the next one
 carrying everything that arrived meanwhile (after the configured delay). A failed write keeps
 its items and is retried with backoff, so results survive a database restart. The completer
-is handed the three writes as plain functions.
+is handed the three writes as plain functions taking the *owner* (the lease a job was
+fetched under, its ``locked_by``) so that each write is fenced by it; a batch holding jobs of
+two leases is written as one statement per lease. A run that was aborted because the lease
+was lost is never written as an outcome: its job is given back (fenced, so a no-op once
+another pool has it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -25,12 +29,17 @@ from anyio.abc import TaskStatus
 from ..db.worker_store import Failure
 from ..errors import PermanentFailure
 from ..events import EventName
+from ..job import Job
 from .executor import Outcome, encode_error
 
 __all__ = ["Batcher", "Completer"]
 
 T = TypeVar("T")
 Emit = Callable[..., None]
+Write = Callable[[str, list[int], list[int]], Awaitable[None]]
+"""``write(owner, job_ids, queue_ids)``."""
+WriteFailures = Callable[[str, list[Failure], list[int]], Awaitable[None]]
+"""``fail(owner, failures, queue_ids)``."""
 
 
 class Batcher(Generic[T]):
@@ -46,6 +55,7 @@ class Batcher(Generic[T]):
         self._delay = max(delay, 0.0)
         self._on_written = on_written
         self._items: list[T] = []
+        self._writing: list[T] = []
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -72,15 +82,18 @@ class Batcher(Generic[T]):
                 await asyncio.sleep(self._delay)
             self._ready.clear()
             items, self._items = self._items, []
+            self._writing = items
             try:
                 await self._write(items)
             except Exception as exc:  # keep the results; the database may come back
+                self._writing = []
                 self._items[:0] = items
                 self._ready.set()
                 failures += 1
                 logger.warning("writing %d job results failed (%s); retrying", len(items), exc)
                 await asyncio.sleep(min(30.0, 0.1 * 2**failures))
                 continue
+            self._writing = []
             failures = 0
             self._on_written()
             if not self._items:
@@ -91,9 +104,24 @@ class Batcher(Generic[T]):
         """Nothing waits to be written."""
         return self._idle.is_set()
 
+    def pending(self) -> list[T]:
+        """What is queued or being written."""
+        return [*self._writing, *self._items]
+
     async def drained(self) -> None:
         """Return once everything added so far has been written."""
         await self._idle.wait()
+
+
+def _by_owner(jobs: Iterable[tuple[Job, T]]) -> dict[str, list[tuple[Job, T]]]:
+    groups: dict[str, list[tuple[Job, T]]] = {}
+    for job, item in jobs:
+        groups.setdefault(job.locked_by or "", []).append((job, item))
+    return groups
+
+
+def _queues(jobs: Iterable[Job]) -> list[int]:
+    return [job.job_queue_id for job in jobs if job.job_queue_id is not None]
 
 
 class Completer:
@@ -102,9 +130,9 @@ class Completer:
     def __init__(
         self,
         *,
-        complete: Callable[[list[int]], Awaitable[None]],
-        fail: Callable[[list[Failure]], Awaitable[None]],
-        return_jobs: Callable[[list[int]], Awaitable[None]],
+        complete: Write,
+        fail: WriteFailures,
+        return_jobs: Write,
         complete_delay: float,
         fail_delay: float,
         on_written: Callable[[], None],
@@ -112,18 +140,41 @@ class Completer:
         wants: Callable[[EventName], bool],
         logger: logging.Logger,
     ) -> None:
-        self._completions: Batcher[int] = Batcher(complete, complete_delay, on_written)
-        self._failures: Batcher[Failure] = Batcher(fail, fail_delay, on_written)
-        self._returns: Batcher[int] = Batcher(return_jobs, 0.0, on_written)
+        self._complete, self._fail, self._return = complete, fail, return_jobs
+        self._completions: Batcher[Job] = Batcher(
+            self._write_completions, complete_delay, on_written
+        )
+        self._failures: Batcher[tuple[Job, Failure]] = Batcher(
+            self._write_failures, fail_delay, on_written
+        )
+        self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, on_written)
         self._emit = emit
         self._wants = wants
         self._logger = logger
 
+    async def _write_completions(self, jobs: list[Job]) -> None:
+        for owner, group in _by_owner((job, job) for job in jobs).items():
+            done = [job for job, _ in group]
+            await self._complete(owner, [job.id for job in done], _queues(done))
+
+    async def _write_failures(self, items: list[tuple[Job, Failure]]) -> None:
+        for owner, group in _by_owner(items).items():
+            failed = [job for job, _ in group]
+            await self._fail(owner, [failure for _, failure in group], _queues(failed))
+
+    async def _write_returns(self, jobs: list[Job]) -> None:
+        for owner, group in _by_owner((job, job) for job in jobs).items():
+            back = [job for job, _ in group]
+            await self._return(owner, [job.id for job in back], _queues(back))
+
     def report(self, outcome: Outcome) -> None:
         """Queue the write for ``outcome`` and announce it."""
         job, error, duration = outcome.job, outcome.error, outcome.duration
+        if outcome.give_back:  # aborted because its lease was lost: not an outcome
+            self._returns.add(job)
+            return
         if error is None:
-            self._completions.add(job.id)
+            self._completions.add(job)
             if self._wants("job:success"):
                 self._emit("job:success", job=job, duration=duration)
         else:
@@ -135,7 +186,7 @@ class Completer:
         job, duration = outcome.job, outcome.duration
         permanent = isinstance(error, PermanentFailure)
         message = encode_error(error)
-        self._failures.add(Failure(job.id, message, outcome.replacement, permanent))
+        self._failures.add((job, Failure(job.id, message, outcome.replacement, permanent)))
         self._logger.warning(
             "job %s (%s) attempt %d/%d failed: %s",
             job.id,
@@ -148,9 +199,16 @@ class Completer:
         if permanent or job.attempts >= job.max_attempts:
             self._emit("job:failed", job=job, error=error, duration=duration)
 
-    def give_back(self, ids: list[int]) -> None:
+    def give_back(self, jobs: list[Job]) -> None:
         """Queue jobs fetched but never started for return (their attempt given back)."""
-        self._returns.extend(ids)
+        self._returns.extend(jobs)
+
+    def pending_ids(self) -> set[int]:
+        """Ids of the jobs whose outcome is queued or being written."""
+        ids = {job.id for job in self._completions.pending()}
+        ids.update(job.id for job, _ in self._failures.pending())
+        ids.update(job.id for job in self._returns.pending())
+        return ids
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Write results until cancelled."""

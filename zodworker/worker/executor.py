@@ -9,7 +9,9 @@ the completer's business (:mod:`zodworker.worker.completer`). A job's run ends i
   the failed elements are kept as the replacement payload for the retry;
 * timeout: the task's ``timeout`` passed; the handler is cancelled (async) or abandoned (sync;
   it gets its abort signal) and the job fails with a ``TimeoutError``;
-* interrupted: a forceful shutdown cancelled it; the job fails so it retries.
+* interrupted: a forceful shutdown cancelled it; the job fails so it retries;
+* abandoned: the pool lost the job's lease; the run is cancelled and its outcome is not
+  written (the job is given back: another pool may already have it).
 
 An async handler that swallows our cancellation still ends as timeout / interrupted.
 """
@@ -30,9 +32,10 @@ from .helpers import JobHelpers
 from .tasks import Runnable
 from .threads import DaemonThreads
 
-__all__ = ["Executor", "Outcome", "encode_error"]
+__all__ = ["LEASE_LOST", "Executor", "Outcome", "encode_error"]
 
 _NO_REPLACEMENT: Final[Any] = msgspec.UNSET
+LEASE_LOST: Final = "lease lost"
 
 
 @dataclass(slots=True)
@@ -46,6 +49,9 @@ class Outcome:
     """Seconds the handler ran."""
     replacement: Any = _NO_REPLACEMENT
     """For a batch job that partly failed: the payload to retry (the failed elements)."""
+    give_back: bool = False
+    """Aborted because the pool lost the job's lease: not an outcome to write; the job is
+    given back (fenced) so it runs again."""
 
 
 @dataclass(slots=True)
@@ -126,7 +132,8 @@ class Executor:
         if run.cancelled_for is not None:  # even if the handler swallowed the cancel
             if current.cancelling():
                 current.uncancel()
-            return Outcome(job, self._cancelled_error(run, runnable), duration)
+            error = self._cancelled_error(run, runnable)
+            return Outcome(job, error, duration, give_back=run.cancelled_for == LEASE_LOST)
         if error is None and isinstance(job.payload, list) and isinstance(result, list):
             return _batch_outcome(job, result, duration)
         return Outcome(job, error, duration)
@@ -135,7 +142,7 @@ class Executor:
         if run.cancelled_for == "timeout":
             self._on_timeout(run.job)
             return TimeoutError(f"task timed out after {runnable.timeout}s")
-        return WorkerError("forceful shutdown: the job was interrupted")
+        return WorkerError(f"{run.cancelled_for}: the job was interrupted")
 
     @staticmethod
     def _cancel(run: _Run, reason: str) -> None:
@@ -149,6 +156,17 @@ class Executor:
         """Cancel every running job (forceful shutdown); they end as failures."""
         for run in list(self._running.values()):
             self._cancel(run, reason)
+
+    def abandon_lease(self, lease_id: str) -> None:
+        """Abort every job running under ``lease_id`` (abort signal, then cancellation): the
+        lease is lost, so their outcomes are not written and the jobs are given back."""
+        for run in list(self._running.values()):
+            if run.job.locked_by == lease_id:
+                self._cancel(run, LEASE_LOST)
+
+    def running_ids(self) -> set[int]:
+        """Ids of the jobs running now."""
+        return set(self._running)
 
     def abort_all(self, reason: str) -> None:
         """Give every running handler its abort signal (it may stop early; not cancelled)."""

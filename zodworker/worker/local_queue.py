@@ -13,13 +13,21 @@ in :meth:`LocalQueue.take`. It fetches again when
 A fetch that returns fewer jobs than asked means "no more for now" until one of those
 happens; ``local_queue_refetch_delay`` can hold the next fetch back a little. Buffered jobs
 not started within ``local_queue_ttl`` are given back (unlocked, attempt returned) so other
-pools can run them. ``max_contiguous_errors`` failed fetches in a row are fatal. In *once*
-mode (``run_once``) the loop ends the pool when nothing is due, running or being written.
+pools can run them. In *once* mode (``run_once``) the loop ends the pool when nothing is
+due, running or being written.
+
+Faults: ``max_contiguous_errors`` failed fetches in a row are fatal; the backoff between
+them ends at once on shutdown. A fetch that failed on a lost connection may have locked jobs
+whose answer never came: before fetching again the queue calls ``reconcile()``, which gives
+back whatever the pool's lease holds that the pool does not know about. While the pool has
+no valid lease the queue is paused, and jobs that arrive under a lease that is no longer the
+pool's (``accept`` says no) are given back instead of run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -29,6 +37,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ..config import WorkerOptions
+from ..db.rows import is_connection_error
 from ..job import Job
 
 __all__ = ["LocalQueue"]
@@ -41,7 +50,9 @@ class LocalQueue:
         self,
         *,
         fetch: Callable[[int], Awaitable[list[Job]]],
-        give_back: Callable[[list[int]], None],
+        give_back: Callable[[list[Job]], None],
+        accept: Callable[[Job], bool],
+        reconcile: Callable[[], Awaitable[None]],
         options: WorkerOptions,
         once: bool,
         idle: Callable[[], bool],
@@ -54,6 +65,11 @@ class LocalQueue:
     ) -> None:
         self._fetch = fetch
         self._give_back = give_back
+        self._accept = accept
+        self._reconcile = reconcile
+        self._must_reconcile = False
+        self._paused = False
+        self._stopped = asyncio.Event()
         self._options = options
         self._once = once
         self._idle = idle
@@ -101,24 +117,38 @@ class LocalQueue:
         if not self._buffer and (self._maybe_more or self._once):
             self._wake.set()
 
+    def pause(self) -> None:
+        """Fetch nothing until :meth:`resume` (the pool has no valid lease)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Fetch again."""
+        self._paused = False
+        self.nudge()
+
     def stop(self) -> None:
         """Stop fetching; waiting slots get None and exit."""
         self._stopping = True
+        self._stopped.set()
         self.nudge()
         while self._waiting:
             future = self._waiting.popleft()
             if not future.done():
                 future.set_result(None)
 
-    def drain(self) -> list[int]:
-        """Empty the buffer; return the ids of the jobs that were in it."""
-        ids = [job.id for _, job in self._buffer]
+    def drain(self) -> list[Job]:
+        """Empty the buffer; return the jobs that were in it."""
+        jobs = [job for _, job in self._buffer]
         self._buffer.clear()
-        return ids
+        return jobs
+
+    def buffered_ids(self) -> set[int]:
+        """Ids of the jobs held in the buffer."""
+        return {job.id for _, job in self._buffer}
 
     def _want(self) -> int:
         """How many jobs to fetch now."""
-        if self._stopping:
+        if self._stopping or self._paused:
             return 0
         size = self._options.local_queue_size
         if size > 0:
@@ -139,13 +169,19 @@ class LocalQueue:
             gap = options.local_queue_refetch_delay - (time.monotonic() - last_partial)
             if want > 0 and self._maybe_more and gap <= 0:
                 try:
+                    if self._must_reconcile:
+                        await self._reconcile()
+                        self._must_reconcile = False
                     self._emit("worker:getJob:start")
                     jobs = await self._fetch(want)
                 except Exception as exc:
+                    if is_connection_error(exc):  # it may have locked jobs we never saw
+                        self._must_reconcile = True
                     errors += 1
                     if self._fetch_failed(exc, errors):
                         return
-                    await asyncio.sleep(min(30.0, 0.1 * 2**errors))
+                    with contextlib.suppress(TimeoutError):  # shutdown ends the backoff
+                        await asyncio.wait_for(self._stopped.wait(), min(30.0, 0.1 * 2**errors))
                     continue
                 errors = 0
                 if len(jobs) < want and not self._wake.is_set():  # keep a wake-up meanwhile
@@ -187,6 +223,10 @@ class LocalQueue:
 
     def _offer(self, jobs: list[Job]) -> None:
         now = time.monotonic()
+        foreign = [job for job in jobs if not self._accept(job)]
+        if foreign:  # fetched under a lease the pool has lost meanwhile
+            self._give_back(foreign)
+            jobs = [job for job in jobs if self._accept(job)]
         for job in jobs:
             while self._waiting:
                 future = self._waiting.popleft()
@@ -201,8 +241,8 @@ class LocalQueue:
         if not self._buffer:
             return
         limit = time.monotonic() - self._options.local_queue_ttl
-        expired: list[int] = []
+        expired: list[Job] = []
         while self._buffer and self._buffer[0][0] < limit:
-            expired.append(self._buffer.popleft()[1].id)
+            expired.append(self._buffer.popleft()[1])
         if expired:
             self._give_back(expired)

@@ -25,7 +25,6 @@ Lifecycle: :meth:`WorkerPool.run` is the structured form (``await group.start(po
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,19 +33,20 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ..config import WorkerOptions
-from ..db.connect import Database, conninfo_from_env
+from ..db.connect import Database
+from ..db.lease import LeaseStore
 from ..db.migrate import migrate
 from ..db.rows import borrow
 from ..db.store import Store
 from ..db.worker_store import WorkerStore
-from ..errors import ConfigError, WorkerError
+from ..errors import WorkerError
 from ..events import EventName
 from ..job import Job
 from ..lifecycle import Host
 from .completer import Completer
 from .executor import Executor
 from .helpers import JobHelpers
-from .lease import Lease
+from .lease import LeaseKeeper
 from .listener import Listener
 from .local_queue import LocalQueue
 from .maintenance import Periodic
@@ -96,7 +96,7 @@ class WorkerPool:
         self.logger = options.logger
         self.exit_code = 0
         """57 after a breaking migration made the pool stop, else 0."""
-        self._database = database or _own_database(options)
+        self._database = database or Database.for_options(options)
         self._owns_database = database is None
         self._store = WorkerStore(self._database, self.pool_id)
         self._add_store = Store(options.schema)
@@ -107,6 +107,7 @@ class WorkerPool:
         self._stopping = False
         self._forceful = False
         self._stop_requested = asyncio.Event()
+        self._lease_lost = False
         self._threads = DaemonThreads(f"{self.pool_id}-task")
         self._executor = Executor(
             compile_tasks(tasks),
@@ -116,6 +117,20 @@ class WorkerPool:
         )
         self._completer = self._make_completer()
         self._queue = self._make_local_queue()
+        self._lease = LeaseKeeper(
+            LeaseStore(
+                self._database,
+                heartbeat=options.heartbeat_interval,
+                lease=options.recovery_timeout,
+            ),
+            pool_id=self.pool_id,
+            interval=options.heartbeat_interval,
+            lease=options.recovery_timeout,
+            on_lost=self._on_lease_lost,
+            on_regained=self._on_lease_regained,
+            on_released=self._on_released,
+            logger=self.logger,
+        )
         self._host = Host(self.run, lambda: self.shutdown(forceful=False))
 
     def _make_completer(self) -> Completer:
@@ -137,6 +152,8 @@ class WorkerPool:
         return LocalQueue(
             fetch=self._fetch,
             give_back=completer.give_back,
+            accept=lambda job: job.locked_by == self._store.lease_id and not self._lease_lost,
+            reconcile=self._reconcile,
             options=self.options,
             once=self._once,
             idle=lambda: self._executor.running == 0,
@@ -225,7 +242,6 @@ class WorkerPool:
             if self.options.migrate:
                 async with borrow(self._database.connections) as conn:
                     await migrate(conn, schema=self.options.schema)
-            await self._store.register()
             self._emit("pool:create")
             # Register the tasks before reporting "started": a job enqueued right after
             # start() must find this pool ready to fetch it.
@@ -239,32 +255,32 @@ class WorkerPool:
                     background.start_soon(self._abort_after_timeout)
                     self._state = "running"
                     task_status.started()
-                self._completer.give_back(self._queue.drain())
-                await self._completer.drained()
+                await self._drain()
                 background.cancel_scope.cancel()
-            await self._store.unregister()
         finally:
             self._state = "stopped"
             self._threads.close()
             self._emit("pool:release")
-            await self._store.close()
             if self._owns_database:
                 await self._database.close()
             self._emit("stop")
 
+    async def _drain(self) -> None:
+        """Write what is left (buffered jobs go back) and end the lease, waiting at most
+        graceful_shutdown_abort_timeout for an unreachable database: the lease then expires
+        and another pool releases what it still holds."""
+        patience = max(self.options.graceful_shutdown_abort_timeout, 0.1)
+        self._completer.give_back(self._queue.drain())
+        with anyio.move_on_after(patience) as waited:
+            await self._completer.drained()
+        if waited.cancelled_caught:
+            self.logger.warning("could not write every job result before stopping")
+        await self._lease.end(timeout=patience)
+
     async def _start_background(self, group: anyio.abc.TaskGroup) -> None:
         opts, store = self.options, self._store
         await group.start(self._completer.run)
-        lease = Lease(
-            heartbeat=store.heartbeat,
-            register=store.register,
-            reap=store.reap_dead_pools,
-            interval=opts.heartbeat_interval,
-            recovery_timeout=opts.recovery_timeout,
-            on_released=self._on_released,
-            logger=self.logger,
-        )
-        await group.start(lease.run)
+        await group.start(self._lease.run)
         if opts.sweep_stale_locks:
             sweep = Periodic(
                 store.reset_stale_locks,
@@ -315,18 +331,8 @@ class WorkerPool:
     async def _fetch(self, n: int) -> list[Job]:
         if not self._task_ids:
             self._task_ids = await self._store.register_tasks(list(self._executor.tasks))
-        return await self._store.get_jobs(self._task_ids, await self._forbidden_flags(), n)
-
-    async def _forbidden_flags(self) -> list[str]:
-        flags = self.options.forbidden_flags
-        if flags is None:
-            return []
-        if callable(flags):
-            value = flags()
-            if inspect.isawaitable(value):
-                value = await value
-            return list(value or ())
-        return list(flags)
+        forbidden = await self.options.forbidden_flags_now()
+        return await self._store.get_jobs(self._task_ids, forbidden, n)
 
     def _helpers(self, job: Job, threads: bool) -> JobHelpers:
         connections = self._database.connections
@@ -342,6 +348,28 @@ class WorkerPool:
         self._fatal = exc
         self.shutdown(forceful=False)
 
+    def _on_lease_lost(self, lease_id: str, reason: str) -> None:
+        """Stop fetching, abort the runs of the lost lease, give its buffered jobs back."""
+        self._lease_lost = True
+        self._queue.pause()
+        self._executor.abandon_lease(lease_id)
+        self._completer.give_back(self._queue.drain())
+        self._emit("pool:leaseLost", lease_id=lease_id, reason=reason)
+
+    def _on_lease_regained(self, lease_id: str) -> None:
+        self._store.lease_id = lease_id
+        self._lease_lost = False
+        self._emit("pool:leaseRegained", lease_id=lease_id)
+        self._queue.resume()
+
+    async def _reconcile(self) -> None:
+        """After a fetch whose answer was lost: give back what the lease holds unknown."""
+        known = self._queue.buffered_ids() | self._executor.running_ids()
+        known |= self._completer.pending_ids()
+        returned = await self._store.return_unknown(self._store.lease_id, known)
+        if returned:
+            self.logger.warning("gave back %d jobs locked by a lost fetch", len(returned))
+
     def _on_released(self, job_ids: list[int]) -> None:
         self._emit("pool:recovered", job_ids=job_ids)
         self._nudge()
@@ -352,20 +380,3 @@ class WorkerPool:
         )
         self.exit_code = 57
         self.shutdown(forceful=False)
-
-
-def _own_database(options: WorkerOptions) -> Database:
-    conninfo = conninfo_from_env(options.connection)
-    if conninfo is None:
-        raise ConfigError(
-            "connection",
-            "no database given: pass connection=<url>, set DATABASE_URL, or start the pool "
-            "with zodworker.run(), which falls back to the embedded PostgreSQL",
-        )
-    return Database(
-        conninfo,
-        schema=options.schema,
-        max_size=options.max_pool_size,
-        prepared_statements=options.use_prepared_statements,
-        name=options.pool_id,
-    )
