@@ -54,6 +54,16 @@ class WorkerOptions:
     use it), plus the worker's dedicated LISTEN and heartbeat connections."""
     forbidden_flags: ForbiddenFlags = None
     use_prepared_statements: bool = True
+    """Server-side prepared statements (faster). Turn off behind PgBouncer in transaction
+    pooling mode, which does not keep them between transactions."""
+    listen_connection: str | None = None
+    """URL of the connection that LISTENs for new jobs, when it must differ from
+    ``connection`` (PgBouncer in transaction mode: give a direct or session-pooled URL here).
+    At start the pool checks that notifications arrive on it and stops with a clear error if
+    they do not."""
+    poll_only: bool = False
+    """Do not LISTEN: new jobs are found by polling every ``poll_interval`` (behind poolers
+    where LISTEN cannot work and no direct URL is available)."""
     local_queue_size: int = -1
     """Jobs fetched per query and held locally; -1 fetches only for idle slots."""
     local_queue_ttl: float = 300.0

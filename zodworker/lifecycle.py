@@ -14,7 +14,8 @@ task that runs the service and keeps the start/stop contract:
 
 * ``start()`` is idempotent; it returns once the service is ready, or raises its start-up
   error (unwrapped from anyio's exception group);
-* ``stop()`` before ``start()`` and ``stop()`` twice are fine;
+* ``stop()`` before ``start()`` and ``stop()`` twice are fine, and ``stop()`` does not raise
+  a start-up error again that ``start()`` already raised;
 * ``wait()`` returns when the service has ended and raises the error it ended with.
 """
 
@@ -44,7 +45,7 @@ class Host:
     ``request_stop`` is called by :meth:`stop`; it must make ``run`` wind down and return.
     """
 
-    __slots__ = ("_ready", "_request_stop", "_run", "_stop_requested", "_task")
+    __slots__ = ("_ready", "_reported", "_request_stop", "_run", "_stop_requested", "_task")
 
     def __init__(
         self, run: Callable[..., Coroutine[Any, Any, None]], request_stop: Callable[[], None]
@@ -54,6 +55,7 @@ class Host:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._stop_requested = False
+        self._reported: BaseException | None = None
 
     @property
     def state(self) -> HostState:
@@ -76,7 +78,11 @@ class Host:
         assert self._ready is not None
         await asyncio.wait({self._ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if not self._ready.done():
-            await self.wait()  # raises the start-up error
+            try:
+                await self.wait()  # raises the start-up error
+            except BaseException as exc:
+                self._reported = exc
+                raise
 
     async def _host(self, ready: asyncio.Future[None]) -> None:
         try:
@@ -93,7 +99,11 @@ class Host:
             return
         if not self._task.done():
             self._request_stop()
-        await self.wait()
+        try:
+            await self.wait()
+        except BaseException as exc:
+            if exc is not self._reported:
+                raise
 
     async def wait(self) -> None:
         """Wait until the service has ended; raise the error it ended with, if any."""

@@ -13,3 +13,10 @@ create database :DATABASE;
 -- name: listen
 -- The worker's wake-up channels (jobs:insert, worker:migrate), one statement each.
 LISTEN :CHANNEL;
+
+-- name: unlisten
+UNLISTEN :CHANNEL;
+
+-- name: notify
+-- A notification from the shared pool (the listener's start-up check).
+select pg_notify(%s, %s);

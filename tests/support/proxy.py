@@ -37,7 +37,8 @@ def _upstream(url: str) -> Opener:
 class TcpProxy:
     """See the module docs. ``url(original)`` is the original URL through the proxy."""
 
-    def __init__(self, target_url: str) -> None:
+    def __init__(self, target_url: str, *, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._open_upstream = _upstream(target_url)
         self._loop = asyncio.new_event_loop()
         self._flowing = asyncio.Event()
@@ -52,7 +53,7 @@ class TcpProxy:
 
     async def _start(self) -> int:
         self._flowing.set()
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
         return int(self._server.sockets[0].getsockname()[1])
 
     def url(self, original: str) -> str:
@@ -60,7 +61,7 @@ class TcpProxy:
         parts = urlsplit(original)
         query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
         user = f"{parts.username}@" if parts.username else ""
-        netloc = f"{user}127.0.0.1:{self.port}"
+        netloc = f"{user}{self.host}:{self.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

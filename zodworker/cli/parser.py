@@ -35,7 +35,23 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     worker.add_argument(
         "--poll-interval", type=int, default=default(2000), help="ms between polls (2000)"
     )
-    worker.add_argument("--no-prepared-statements", action="store_true", default=default(False))
+    worker.add_argument(
+        "--no-prepared-statements",
+        action="store_true",
+        default=default(False),
+        help="for PgBouncer in transaction pooling mode",
+    )
+    worker.add_argument(
+        "--listen-connection",
+        default=default(None),
+        help="direct or session-pooled URL for LISTEN (when -c goes through PgBouncer)",
+    )
+    worker.add_argument(
+        "--poll-only",
+        action="store_true",
+        default=default(False),
+        help="no LISTEN: find new jobs by polling",
+    )
     worker.add_argument("--local-queue-size", type=int, default=default(-1), help="batch size")
     worker.add_argument("--tasks", type=Path, default=default(None), help="task directory")
     worker.add_argument(
@@ -89,6 +105,8 @@ def worker_options(args: argparse.Namespace, url: str) -> WorkerOptions:
         max_pool_size=args.max_pool_size,
         poll_interval=args.poll_interval / 1000,
         use_prepared_statements=not args.no_prepared_statements,
+        listen_connection=args.listen_connection,
+        poll_only=args.poll_only,
         local_queue_size=args.local_queue_size,
         handle_signals=True,
     )

@@ -19,6 +19,7 @@ the worker pool; psycopg's pool is called the *connections*.)
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -33,9 +34,10 @@ from ..config import WorkerOptions
 from ..errors import ConfigError, DatabaseError
 from ..job import DEFAULT_SCHEMA
 from . import sqlfiles
-from .rows import AsyncConn, fetch, fetch_sync, translate_errors
+from .rows import AsyncConn, borrow, fetch, fetch_sync, translate_errors
 
 __all__ = [
+    "VERIFY_TIMEOUT",
     "Database",
     "DedicatedConnection",
     "Notification",
@@ -49,6 +51,8 @@ Notification = tuple[str, str]
 """A notification: (channel, payload)."""
 
 _OPEN_TIMEOUT: Final = 30.0
+VERIFY_TIMEOUT: Final = 2.0
+"""Seconds the LISTEN check waits for its notification."""
 
 
 def conninfo_from_env(given: str | None) -> str | None:
@@ -178,23 +182,71 @@ class Database:
         return DedicatedConnection(self.conninfo, "heartbeat", prepare=self.prepared_statements)
 
     @asynccontextmanager
-    async def listen(self, channels: Sequence[str]) -> AsyncIterator[AsyncIterator[Notification]]:
-        """A new connection LISTENing on ``channels``; yields its notifications until the
-        connection breaks (raising :class:`~zodworker.errors.DatabaseError`)."""
-        listener = DedicatedConnection(self.conninfo, "listen", prepare=False)
+    async def listen(
+        self, channels: Sequence[str], conninfo: str | None = None, *, verify: bool = False
+    ) -> AsyncIterator[AsyncIterator[Notification]]:
+        """A new connection (to ``conninfo``, default the database's) LISTENing on
+        ``channels``; yields its notifications until the connection breaks (raising
+        :class:`~zodworker.errors.DatabaseError`).
+
+        ``verify``: first send a notification on a private channel from the shared pool and
+        check that it arrives within :data:`VERIFY_TIMEOUT`; if it does not (a pooler in
+        transaction mode between us and the server), raise
+        :class:`~zodworker.errors.ConfigError` naming the settings to change.
+        """
+        listener = DedicatedConnection(conninfo or self.conninfo, "listen", prepare=False)
         try:
             async with listener.connection() as conn:
                 statements = [sqlfiles.server_query("listen", CHANNEL=c) for c in channels]
                 await fetch(conn, b" ".join(statements), prepare=False)  # one round trip
-                yield _notifications(conn)
+                early = await self._verify(conn) if verify else []
+                yield _notifications(conn, early)
         finally:
             await listener.close()
 
+    async def _verify(self, conn: AsyncConn) -> list[Notification]:
+        """Check that a notification reaches ``conn``; return the others that came first."""
+        probe = f"zodworker_probe_{secrets.token_hex(8)}"
+        await fetch(conn, sqlfiles.server_query("listen", CHANNEL=probe), prepare=False)
+        await self.notify(probe, "probe")
+        early: list[Notification] = []
+        arrived = False
+        with translate_errors():
+            async for note in conn.notifies(timeout=VERIFY_TIMEOUT):
+                if note.channel == probe:
+                    arrived = True
+                    break  # the generator holds the connection: leave it before UNLISTEN
+                early.append((note.channel, note.payload))
+        if arrived:
+            await fetch(conn, sqlfiles.server_query("unlisten", CHANNEL=probe), prepare=False)
+            return early
+        prepared = (
+            "; prepared statements do not survive there either: also pass "
+            "use_prepared_statements=False (--no-prepared-statements)"
+            if self.prepared_statements
+            else ""
+        )
+        raise ConfigError(
+            "listen_connection",
+            f"a notification sent through the pool did not arrive on the LISTEN connection "
+            f"within {VERIFY_TIMEOUT:.0f}s: something between zodworker and PostgreSQL does "
+            "not keep sessions (PgBouncer in transaction pooling mode?), so LISTEN cannot wake "
+            "the worker. Pass a direct or session-pooled URL as listen_connection "
+            f"(zodworker run --listen-connection URL), or poll_only=True (--poll-only){prepared}",
+        )
 
-async def _notifications(conn: AsyncConn) -> AsyncIterator[Notification]:
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send a notification on ``channel`` from the shared pool."""
+        async with borrow(self.connections) as conn:
+            await fetch(conn, sqlfiles.server_query("notify"), (channel, payload), prepare=False)
+
+
+async def _notifications(conn: AsyncConn, early: list[Notification]) -> AsyncIterator[Notification]:
+    for note in early:
+        yield note
     with translate_errors():
-        async for note in conn.notifies():
-            yield note.channel, note.payload
+        async for received in conn.notifies():
+            yield received.channel, received.payload
 
 
 def can_connect(conninfo: str, timeout: int = 5) -> bool:

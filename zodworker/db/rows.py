@@ -22,7 +22,7 @@ from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from ..errors import DatabaseError, JobKeyModeError, JobSpecError
+from ..errors import ConfigError, DatabaseError, JobKeyModeError, JobSpecError
 from ..job import Job
 
 __all__ = [
@@ -84,6 +84,8 @@ _CONSTRAINT_FIELDS: Final = {
 # undefined schema / table / function: the schema was probably never migrated
 _NOT_INSTALLED: Final = frozenset({"3F000", "42P01", "42883"})
 _NO_NAMES: Final[Mapping[int, str]] = {}
+# duplicate prepared statement, unknown prepared statement (psycopg names them _pg3_<n>)
+_PREPARED_CLASH: Final = frozenset({"42P05", "26000"})
 # admin shutdown, crash shutdown, cannot connect now, idle session timeout
 _SERVER_GONE: Final = frozenset({"57P01", "57P02", "57P03", "57P05"})
 _TUPLES_OK: Final = psycopg.pq.ExecStatus.TUPLES_OK
@@ -138,6 +140,15 @@ def translate_errors() -> Iterator[None]:
 def _translated(exc: psycopg.Error) -> Exception:
     sqlstate = exc.sqlstate
     diag = exc.diag
+    if sqlstate in _PREPARED_CLASH and "_pg3_" in (diag.message_primary or ""):
+        return ConfigError(
+            "use_prepared_statements",
+            f"the server lost or mixed up a prepared statement ({diag.message_primary}): "
+            "something between zodworker and PostgreSQL does not keep session state, most "
+            "likely PgBouncer in transaction pooling mode. Pass use_prepared_statements=False "
+            "(zodworker run --no-prepared-statements), and a direct or session-pooled "
+            "listen_connection (--listen-connection URL) or poll_only=True (--poll-only)",
+        )
     if sqlstate == "GWBKM":
         return JobKeyModeError(str(exc), sqlstate)
     if sqlstate == "23514" and diag.constraint_name in _CONSTRAINT_FIELDS:

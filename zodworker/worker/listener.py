@@ -1,11 +1,17 @@
 """Wake-ups from PostgreSQL: LISTEN on ``jobs:insert`` and ``worker:migrate``, reconnecting.
 
-The listener is handed ``listen(channels)`` (a dedicated connection's notifications, from the
-database layer) and two plain functions: ``on_jobs()`` when jobs were added (the local queue
-fetches), and ``on_breaking(revision)`` when a breaking migration was applied (the pool shuts
-down and exits 57, as graphile-worker does). After every (re)connection it calls
-``on_jobs()`` once, to catch up on anything added while nobody listened. A lost connection is
-retried with jittered exponential backoff capped at 60 s; polling covers the gap.
+The listener is handed ``listen(channels, verify=...)`` (a dedicated connection's
+notifications, from the database layer) and two plain functions: ``on_jobs()`` when jobs were
+added (the local queue fetches), and ``on_breaking(revision)`` when a breaking migration was
+applied (the pool shuts down and exits 57, as graphile-worker does). After every
+(re)connection it calls ``on_jobs()`` once, to catch up on anything added while nobody
+listened. A lost connection is retried with jittered exponential backoff capped at 60 s;
+polling covers the gap.
+
+Its first connection is part of the pool's start: it checks that a notification really
+arrives (``verify``); when it does not (PgBouncer in transaction mode), the start fails with
+a :class:`~zodworker.errors.ConfigError` that names ``listen_connection`` and ``poll_only``.
+If the first connection cannot be made at all, the pool starts anyway and keeps trying.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -21,11 +27,14 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
+from ..errors import ConfigError
+
 __all__ = ["CHANNELS", "Listener"]
 
 CHANNELS: Final = ("jobs:insert", "worker:migrate")
 
-Listen = Callable[[Sequence[str]], AbstractAsyncContextManager[AsyncIterator[tuple[str, str]]]]
+Listen = Callable[..., AbstractAsyncContextManager[AsyncIterator[tuple[str, str]]]]
+"""``listen(channels, verify=bool)``."""
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -52,13 +61,16 @@ class Listener:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled (reconnecting as needed)."""
-        task_status.started()
         attempts = 0
+        first = True
         while True:
             self._emit("pool:listen:connecting", attempts=attempts)
             try:
-                async with self._listen(CHANNELS) as notifications:
+                async with self._listen(CHANNELS, verify=first) as notifications:
                     attempts = 0
+                    if first:
+                        first = False
+                        task_status.started()
                     self._emit("pool:listen:success")
                     self._on_jobs()  # catch up on anything added while we were not listening
                     try:
@@ -66,7 +78,12 @@ class Listener:
                             self._notified(channel, payload)
                     finally:
                         self._emit("pool:listen:release")
+            except ConfigError:
+                raise  # LISTEN cannot work here: the pool must not start as if it did
             except Exception as exc:
+                if first:
+                    first = False
+                    task_status.started()  # start without it; keep trying in the background
                 attempts += 1
                 self._emit("pool:listen:error", error=exc, attempts=attempts)
                 delay = min(60.0, 0.5 * 2 ** min(attempts, 7)) * (0.5 + random.random() / 2)

@@ -38,6 +38,7 @@ from anyio.abc import TaskStatus
 
 from ..config import WorkerOptions
 from ..db.rows import is_connection_error
+from ..errors import ConfigError
 from ..job import Job
 
 __all__ = ["LocalQueue"]
@@ -203,8 +204,8 @@ class LocalQueue:
         """Report a failed fetch; True when it was one too many (the pool stops)."""
         self._emit("worker:getJob:error", error=exc)
         self._logger.error("fetching jobs failed (%d in a row): %s", errors, exc)
-        if errors < self._options.max_contiguous_errors:
-            return False
+        if errors < self._options.max_contiguous_errors and not isinstance(exc, ConfigError):
+            return False  # a ConfigError (a pooler that drops prepared statements) is final
         self._emit("worker:fatalError", error=exc)
         self._on_fatal(exc)
         return True

@@ -25,6 +25,7 @@ Lifecycle: :meth:`WorkerPool.run` is the structured form (``await group.start(po
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -292,9 +293,16 @@ class WorkerPool:
                 on_failure=lambda exc: self._emit("resetLocked:failure", error=exc),
             )
             await group.start(sweep.run)
-        if not self._once:
+        if self._once:
+            return
+        if opts.poll_only:
+            self.logger.info(
+                "poll_only: new jobs are found by polling every %ss, not by LISTEN",
+                opts.poll_interval,
+            )
+        else:
             listener = Listener(
-                listen=self._database.listen,
+                listen=functools.partial(self._database.listen, conninfo=opts.listen_connection),
                 on_jobs=self._nudge,
                 on_breaking=self._on_breaking_migration,
                 emit=self._emit,
