@@ -11,23 +11,28 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.support.procapp import add_jobs, job_count, prepare, scalar, sql
 from tests.support.procs import Proc, Procs, poll_until
 from zodworker import JobSpec
 
-JOBS = 5000
-KILLS = 30
 HEARTBEAT = 0.2
 LEASE = 1.0
 
 
-def test_thirty_sigkills_over_five_thousand_jobs_lose_nothing(
-    db_url: str, tmp_path: Path, procs: Procs
+@pytest.mark.parametrize(
+    ("jobs", "kills"),
+    [(5000, 30), pytest.param(50_000, 300, marks=pytest.mark.soak)],
+    ids=["storm", "soak"],
+)
+def test_sigkill_storms_lose_nothing(
+    db_url: str, tmp_path: Path, procs: Procs, jobs: int, kills: int
 ) -> None:
     prepare(db_url, tmp_path)
     # enqueued one after the other (as they would be): a released job, due earlier than the
     # backlog, runs before it (equal run_at would leave the order to the index)
-    first = datetime.now(UTC) - timedelta(seconds=JOBS / 1000)
+    first = datetime.now(UTC) - timedelta(seconds=jobs / 1000)
     add_jobs(
         db_url,
         [
@@ -36,7 +41,7 @@ def test_thirty_sigkills_over_five_thousand_jobs_lose_nothing(
                 payload={"n": n, "sleep": 0.02},
                 run_at=first + timedelta(milliseconds=n),
             )
-            for n in range(JOBS)
+            for n in range(jobs)
         ],
     )
 
@@ -46,10 +51,10 @@ def test_thirty_sigkills_over_five_thousand_jobs_lose_nothing(
         return proc
 
     workers = [start(), start()]
-    kills: list[tuple[int, datetime]] = []
+    killed: list[tuple[int, datetime]] = []
     rng = random.Random(7)
-    while len(kills) < KILLS or job_count(db_url) > 0:
-        if len(kills) >= KILLS:
+    while len(killed) < kills or job_count(db_url) > 0:
+        if len(killed) >= kills:
             time.sleep(0.2)
             if job_count(db_url) == 0:
                 break
@@ -58,17 +63,17 @@ def test_thirty_sigkills_over_five_thousand_jobs_lose_nothing(
         victim = workers.pop(rng.randrange(len(workers)))
         victim.popen.send_signal(signal.SIGKILL)
         assert victim.wait_exit(10) == -signal.SIGKILL
-        kills.append((victim.pid, datetime.now(UTC)))
+        killed.append((victim.pid, datetime.now(UTC)))
         workers.append(start())
     poll_until(lambda: job_count(db_url) == 0, within=60, what="every job to finish")
 
-    killed_pids = {pid for pid, _ in kills}
-    killed_at = dict(kills)
+    killed_pids = {pid for pid, _ in killed}
+    killed_at = dict(killed)
     finished = sql(db_url, "select n, pid, finished_at from runs where finished_at is not null")
     by_n: dict[int, list[tuple[int, datetime]]] = {}
     for n, pid, at in finished:
         by_n.setdefault(n, []).append((pid, at))
-    lost = set(range(JOBS)) - set(by_n)
+    lost = set(range(jobs)) - set(by_n)
     # a job finished twice only when the pool that finished it first was killed before it
     # could write the completion; a live pool never completes a job another completed
     doubles = [
@@ -98,12 +103,12 @@ def test_thirty_sigkills_over_five_thousand_jobs_lose_nothing(
         )
     )
     print(
-        f"\n{len(kills)} SIGKILLs over {JOBS} jobs in 2 pools: lost {len(lost)}, left locked"
+        f"\n{len(killed)} SIGKILLs over {jobs} jobs in 2 pools: lost {len(lost)}, left locked"
         f" {locked}, double completions by live pools {len(doubles)}, interrupted runs"
         f" {len(interrupted)}, rerun delay max {max(delays, default=0):.2f}s"
         f" (lease {LEASE}s)"
     )
-    assert len(kills) >= KILLS
+    assert len(killed) >= kills
     assert lost == set() and locked == 0 and doubles == []
     assert all(again is not None for _, _, again in interrupted), "an interrupted job never reran"
     assert max(delays, default=0) <= LEASE + 2

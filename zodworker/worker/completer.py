@@ -113,11 +113,15 @@ class Batcher(Generic[T]):
         await self._idle.wait()
 
 
-def _by_owner(jobs: Iterable[tuple[Job, T]]) -> dict[str, list[tuple[Job, T]]]:
-    groups: dict[str, list[tuple[Job, T]]] = {}
-    for job, item in jobs:
-        groups.setdefault(job.locked_by or "", []).append((job, item))
-    return groups
+def _by_owner(jobs: list[Job]) -> Iterable[tuple[str, list[Job]]]:
+    """The jobs grouped by the lease they were fetched under (almost always one)."""
+    owner = jobs[0].locked_by if jobs else None
+    if all(job.locked_by == owner for job in jobs):
+        return [(owner or "", jobs)] if jobs else []
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.locked_by or "", []).append(job)
+    return groups.items()
 
 
 def _queues(jobs: Iterable[Job]) -> list[int]:
@@ -153,18 +157,16 @@ class Completer:
         self._logger = logger
 
     async def _write_completions(self, jobs: list[Job]) -> None:
-        for owner, group in _by_owner((job, job) for job in jobs).items():
-            done = [job for job, _ in group]
+        for owner, done in _by_owner(jobs):
             await self._complete(owner, [job.id for job in done], _queues(done))
 
     async def _write_failures(self, items: list[tuple[Job, Failure]]) -> None:
-        for owner, group in _by_owner(items).items():
-            failed = [job for job, _ in group]
-            await self._fail(owner, [failure for _, failure in group], _queues(failed))
+        failures = {failure.id: failure for _, failure in items}
+        for owner, failed in _by_owner([job for job, _ in items]):
+            await self._fail(owner, [failures[job.id] for job in failed], _queues(failed))
 
     async def _write_returns(self, jobs: list[Job]) -> None:
-        for owner, group in _by_owner((job, job) for job in jobs).items():
-            back = [job for job, _ in group]
+        for owner, back in _by_owner(jobs):
             await self._return(owner, [job.id for job in back], _queues(back))
 
     def report(self, outcome: Outcome) -> None:

@@ -21,7 +21,8 @@ them ends at once on shutdown. A fetch that failed on a lost connection may have
 whose answer never came: before fetching again the queue calls ``reconcile()``, which gives
 back whatever the pool's lease holds that the pool does not know about. While the pool has
 no valid lease the queue is paused, and jobs that arrive under a lease that is no longer the
-pool's (``accept`` says no) are given back instead of run.
+pool's (``lease()`` is the one it holds, None while it holds none) are given back instead of
+run.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class LocalQueue:
         *,
         fetch: Callable[[int], Awaitable[list[Job]]],
         give_back: Callable[[list[Job]], None],
-        accept: Callable[[Job], bool],
+        lease: Callable[[], str | None],
         reconcile: Callable[[], Awaitable[None]],
         options: WorkerOptions,
         once: bool,
@@ -66,7 +67,7 @@ class LocalQueue:
     ) -> None:
         self._fetch = fetch
         self._give_back = give_back
-        self._accept = accept
+        self._lease = lease
         self._reconcile = reconcile
         self._must_reconcile = False
         self._paused = False
@@ -224,10 +225,10 @@ class LocalQueue:
 
     def _offer(self, jobs: list[Job]) -> None:
         now = time.monotonic()
-        foreign = [job for job in jobs if not self._accept(job)]
-        if foreign:  # fetched under a lease the pool has lost meanwhile
-            self._give_back(foreign)
-            jobs = [job for job in jobs if self._accept(job)]
+        lease = self._lease()
+        if any(job.locked_by != lease for job in jobs):  # a lease lost during the fetch
+            self._give_back([job for job in jobs if job.locked_by != lease])
+            jobs = [job for job in jobs if job.locked_by == lease]
         for job in jobs:
             while self._waiting:
                 future = self._waiting.popleft()

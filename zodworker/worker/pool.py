@@ -153,7 +153,7 @@ class WorkerPool:
         return LocalQueue(
             fetch=self._fetch,
             give_back=completer.give_back,
-            accept=lambda job: job.locked_by == self._store.lease_id and not self._lease_lost,
+            lease=lambda: None if self._lease_lost else self._store.lease_id,
             reconcile=self._reconcile,
             options=self.options,
             once=self._once,
