@@ -61,7 +61,7 @@ class Call:
 
     query: str
     params: Params
-    rows: Literal["jobs", "tuples", "none"] = "jobs"
+    rows: Literal["jobs", "job_states", "tuples", "none"] = "jobs"
     bulk: bool = False
     """Many rows expected: decode JSON with msgspec on this cursor (registering the loader
     costs ~40 us per cursor, more than it saves on one small row)."""

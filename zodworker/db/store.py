@@ -16,77 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any
 
-import msgspec
-
-from ..errors import JobSpecError
-from ..job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
-from . import plans, sqlfiles
-from .plans import Call, Plan
-from .rows import (
-    AsyncConn,
-    AsyncTarget,
-    SyncConn,
-    SyncTarget,
-    borrow,
-    borrow_sync,
-    fetch,
-    fetch_sync,
-    job_rows,
-)
+from ..job import Job, JobKeyMode, JobSpec
+from . import plans
+from .rows import AsyncTarget, SyncTarget
+from .runner import AsyncRunner, SyncRunner
 
 __all__ = ["Store", "SyncStore"]
 
-R = TypeVar("R")
-_JOB_ROWS: Final = job_rows()
-_json_loads = msgspec.json.decode
 
-
-class _Schema:
-    __slots__ = ("_schema",)
-
-    def __init__(self, schema: str = DEFAULT_SCHEMA) -> None:
-        if not isinstance(schema, str) or not schema:
-            raise JobSpecError("schema", "must be a non-empty string")
-        self._schema = schema
-
-    @property
-    def schema(self) -> str:
-        """The schema this store works on (sent only as a quoted identifier)."""
-        return self._schema
-
-    def _query(self, call: Call) -> bytes:
-        return sqlfiles.query(call.query, self._schema)
-
-
-class Store(_Schema):
+class Store(AsyncRunner):
     """Job operations on one graphile-worker schema (default ``graphile_worker``), for
     asyncio code."""
 
     __slots__ = ()
-
-    async def _run(self, target: AsyncTarget, plan: Plan[R]) -> R:
-        try:
-            call = next(plan)  # validates before anything else happens
-        except StopIteration as done:
-            result: R = done.value
-            return result
-        async with borrow(target) as conn:
-            try:
-                while True:
-                    call = plan.send(await self._execute(conn, call))
-            except StopIteration as done:
-                result = done.value
-                return result
-
-    async def _execute(self, conn: AsyncConn, call: Call) -> list[Any]:
-        if call.rows == "jobs":
-            loads = _json_loads if call.bulk else None
-            return await fetch(
-                conn, self._query(call), call.params, rows=_JOB_ROWS, binary=True, json_loads=loads
-            )
-        return await fetch(conn, self._query(call), call.params)
 
     async def add_job(
         self,
@@ -183,33 +127,11 @@ class Store(_Schema):
         return await self._run(target, plans.plan_get_job(job_id))
 
 
-class SyncStore(_Schema):
+class SyncStore(SyncRunner):
     """:class:`Store` for synchronous code (Django, Flask, scripts): the same operations,
     validation and guarantees on a psycopg ``Connection`` or ``ConnectionPool``."""
 
     __slots__ = ()
-
-    def _run(self, target: SyncTarget, plan: Plan[R]) -> R:
-        try:
-            call = next(plan)
-        except StopIteration as done:
-            result: R = done.value
-            return result
-        with borrow_sync(target) as conn:
-            try:
-                while True:
-                    call = plan.send(self._execute(conn, call))
-            except StopIteration as done:
-                result = done.value
-                return result
-
-    def _execute(self, conn: SyncConn, call: Call) -> list[Any]:
-        if call.rows == "jobs":
-            loads = _json_loads if call.bulk else None
-            return fetch_sync(
-                conn, self._query(call), call.params, rows=_JOB_ROWS, binary=True, json_loads=loads
-            )
-        return fetch_sync(conn, self._query(call), call.params)
 
     def add_job(
         self,
