@@ -33,6 +33,10 @@ available_queues as (
   select job_queues.id
   from :SCHEMA._private_job_queues as job_queues
   where exists (select 1 from lease) and job_queues.is_available = true
+    and not exists (
+      select 1 from :SCHEMA._zodworker_paused_queues as paused
+      where paused.queue_name = job_queues.queue_name
+    )
   for update skip locked
 ),
 candidates as (
@@ -217,3 +221,25 @@ update :SCHEMA._private_jobs as jobs
 set locked_at = null, locked_by = null
 where exists (select 1 from dead) and jobs.locked_by in (select pool_id from dead)
 returning jobs.id;
+
+-- name: cancellations_for
+-- Which of the jobs this pool runs an operator cancelled (the fallback when a NOTIFY was
+-- missed); also forgets requests whose job is no longer running anywhere.
+with forgotten as (
+  delete from :SCHEMA._zodworker_cancellations as requests
+  where not exists (
+    select 1 from :SCHEMA._private_jobs as jobs
+    where jobs.id = requests.job_id and jobs.locked_at is not null
+  )
+)
+select requests.job_id
+from :SCHEMA._zodworker_cancellations as requests
+where requests.job_id = any(%(ids)s::bigint[]);
+
+-- name: reapply_pauses
+-- A paused queue whose lock someone cleared (force_unlock_workers, a manual update) is
+-- paused again, unless a job of it is running (it is paused again after that job).
+update :SCHEMA._private_job_queues as job_queues
+set locked_at = '9999-01-01 00:00:00+00', locked_by = 'zodworker:paused'
+from :SCHEMA._zodworker_paused_queues as paused
+where job_queues.queue_name = paused.queue_name and job_queues.locked_at is null;

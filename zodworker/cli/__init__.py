@@ -37,8 +37,9 @@ from ..cron import read_crontab
 from ..cron.watch import file_stamp
 from ..db.connect import Database
 from ..db.migrate import migrate_target
-from ..errors import IncompatibleSchemaError, ZodworkerError
+from ..errors import ConfigError, IncompatibleSchemaError, ZodworkerError
 from ..service import CrontabWatch, resolve_connection
+from .admin import run_admin
 from .cron import crontab_path, print_cron_list
 from .jobs import add_job, print_status
 from .parser import build_parser, worker_options
@@ -48,6 +49,7 @@ __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+ADMIN_COMMANDS = frozenset({"jobs", "queues", "stats", "workers", "unlock"})
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -58,6 +60,8 @@ async def _main(args: argparse.Namespace) -> int:
     if command == "cron":
         print_cron_list(cron_items, args.next)
         return 0
+    if command in ADMIN_COMMANDS:
+        return await _admin(args)
     sources = task_sources(args) if command == "run" else None  # fail before the database
     url = resolve_connection(args.connection)
     options = worker_options(args, url)
@@ -96,6 +100,17 @@ async def _main(args: argparse.Namespace) -> int:
             watch=args.watch,
             crontab=watch,
         )
+    finally:
+        await database.close()
+
+
+async def _admin(args: argparse.Namespace) -> int:
+    if args.command == "queues" and args.action != "list" and not args.name:
+        raise ConfigError("name", f"`queues {args.action}` needs the queue's name")
+    database = Database(resolve_connection(args.connection), schema=args.schema, max_size=1)
+    await database.open()
+    try:
+        return await run_admin(database.connections, args)
     finally:
         await database.close()
 

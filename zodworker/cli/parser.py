@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..config import WorkerOptions
 from ..job import DEFAULT_SCHEMA
@@ -93,7 +94,71 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--job-key-mode", choices=["replace", "preserve_run_at", "unsafe_dedupe"])
     add.add_argument("--priority", type=int)
     add.add_argument("--flag", dest="flags", action="append", help="a flag (repeatable)")
+    _add_admin(commands)
     return parser
+
+
+def _connection_only(parser: argparse.ArgumentParser) -> None:
+    conn = parser.add_argument_group("connection")
+    conn.add_argument("-c", "--connection", default=argparse.SUPPRESS, help="PostgreSQL URL")
+    conn.add_argument("-s", "--schema", default=argparse.SUPPRESS, help="schema name")
+    conn.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", help="only jobs of this task identifier")
+    parser.add_argument("--queue", help="only jobs of this named queue")
+    parser.add_argument(
+        "--state",
+        choices=["ready", "scheduled", "running", "retrying", "failed"],
+        help="only jobs in this state (failed: out of attempts, cancelled included)",
+    )
+    parser.add_argument("--key", help="only the job with this job key")
+    parser.add_argument("--flag", help="only jobs carrying this flag")
+
+
+def _add_admin(commands: Any) -> None:
+    """``jobs``, ``queues``, ``stats``, ``workers`` and ``unlock`` (see zodworker.cli.admin)."""
+    jobs = commands.add_parser("jobs", help="list, show, retry, delete, reschedule, cancel jobs")
+    actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="jobs, newest first, a page at a time")
+    _connection_only(listing)
+    _add_filters(listing)
+    listing.add_argument("--limit", type=int, default=50, help="jobs per page (50)")
+    listing.add_argument("--after", type=int, help="the cursor printed under the last page")
+    listing.add_argument("--oldest", action="store_true", help="oldest first")
+    show = actions.add_parser("show", help="one job, with its payload and last error")
+    _connection_only(show)
+    show.add_argument("id", type=int)
+    for name, text in [
+        ("retry", "run the jobs now with fresh attempts"),
+        ("delete", "delete the jobs"),
+        ("reschedule", "move the jobs to --run-at"),
+    ]:
+        bulk = actions.add_parser(name, help=f"{text} (by id or by filters; --yes to act)")
+        _connection_only(bulk)
+        _add_filters(bulk)
+        bulk.add_argument("ids", type=int, nargs="*", help="job ids (else the filters select)")
+        bulk.add_argument("--all", action="store_true", help="every job, when no filter")
+        bulk.add_argument("--yes", action="store_true", help="act (else only count)")
+        if name == "reschedule":
+            bulk.add_argument("--run-at", required=True, help="ISO 8601 time with an offset")
+    cancel = actions.add_parser("cancel", help="cancel a job; a running one is aborted")
+    _connection_only(cancel)
+    cancel.add_argument("id", type=int)
+    queues = commands.add_parser("queues", help="named queues: list, pause, resume")
+    _connection_only(queues)
+    queues.add_argument("action", choices=["list", "pause", "resume"])
+    queues.add_argument("name", nargs="?", help="the queue to pause or resume")
+    stats = commands.add_parser("stats", help="jobs by task, queue and state; oldest waits")
+    _connection_only(stats)
+    workers = commands.add_parser("workers", help="live zodworker pools (`workers list`)")
+    _connection_only(workers)
+    workers.add_argument("action", choices=["list"])
+    unlock = commands.add_parser("unlock", help="release what the given worker ids hold")
+    _connection_only(unlock)
+    unlock.add_argument("workers", nargs="+", help="pool or graphile-worker ids")
 
 
 def worker_options(args: argparse.Namespace, url: str) -> WorkerOptions:

@@ -7,7 +7,9 @@ identifier, the rest of the text is passed through untouched. Values are always 
 parameters.
 
 Runtime queries live in ``sql/queries/*.sql``, each introduced by a ``-- name: <name>``
-line; the comment lines right after it document the query and are not sent. They are
+line; the comment lines right after it document the query and are not sent. A
+``-- fragment: <name>`` block is a piece of SQL that queries share: ``/*include <name>*/``
+in a query (or another fragment) stands for it. They are
 rendered once per (name, schema) and cached as bytes.
 """
 
@@ -34,7 +36,8 @@ __all__ = [
     "server_query",
 ]
 
-_NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_NAME_LINE = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"/\*include ([a-z_][a-z0-9_]*)\*/")
 # graphile-worker flags these revisions as breaking; a worker that does not know a newer
 # breaking revision must refuse to run. Part of the shared schema's contract.
 BREAKING_REVISIONS = frozenset({1, 3, 11, 13, 14, 16, 19})
@@ -102,14 +105,29 @@ def own_migrations() -> tuple[Migration, ...]:
 @functools.cache
 def _query_texts() -> dict[str, str]:
     texts: dict[str, str] = {}
+    fragments: dict[str, str] = {}
     for path in sorted((_sql_root() / "queries").glob("*.sql")):
         chunks = _NAME_LINE.split(path.read_text("utf-8"))
-        # chunks = [preamble, name1, body1, name2, body2, ...]
-        for name, body in zip(chunks[1::2], chunks[2::2], strict=True):
-            if name in texts:
-                raise PackageError(f"query {name!r} is defined twice (second in {path})")
-            texts[name] = _without_leading_comments(body)
-    return texts
+        # chunks = [preamble, kind1, name1, body1, kind2, name2, body2, ...]
+        for kind, name, body in zip(chunks[1::3], chunks[2::3], chunks[3::3], strict=True):
+            table = texts if kind == "name" else fragments
+            if name in table:
+                raise PackageError(f"SQL {kind} {name!r} is defined twice (second in {path})")
+            table[name] = _without_leading_comments(body)
+    return {name: _expand(text, fragments, ()) for name, text in texts.items()}
+
+
+def _expand(text: str, fragments: dict[str, str], seen: tuple[str, ...]) -> str:
+    """``text`` with each ``/*include NAME*/`` replaced by the fragment ``NAME`` (fragments
+    may include fragments; a cycle is an error)."""
+
+    def replace(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name in seen or name not in fragments:
+            raise PackageError(f"SQL fragment {name!r} is missing or includes itself")
+        return _expand(fragments[name], fragments, (*seen, name))
+
+    return _INCLUDE.sub(replace, text)
 
 
 def _without_leading_comments(body: str) -> str:

@@ -140,6 +140,14 @@ class WorkerStore:
         params = {"owner": owner, "known": list(known)}
         return [row[0] for row in await self._pooled("return_unknown_jobs", params)]
 
+    async def cancellations_for(self, ids: list[int]) -> list[int]:
+        """Which of the given (running) jobs an operator cancelled."""
+        return [row[0] for row in await self._pooled("cancellations_for", {"ids": ids})]
+
+    async def reapply_pauses(self) -> None:
+        """Pause again the paused queues whose lock someone cleared."""
+        await self._pooled("reapply_pauses", {})
+
     async def reset_stale_locks(self) -> None:
         """graphile-worker's sweep of locks older than 4 hours."""
         await self._pooled("reset_stale_locks", ())

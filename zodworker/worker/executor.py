@@ -11,7 +11,8 @@ the completer's business (:mod:`zodworker.worker.completer`). A job's run ends i
   it gets its abort signal) and the job fails with a ``TimeoutError``;
 * interrupted: a forceful shutdown cancelled it; the job fails so it retries;
 * abandoned: the pool lost the job's lease; the run is cancelled and its outcome is not
-  written (the job is given back: another pool may already have it).
+  written (the job is given back: another pool may already have it);
+* cancelled: an operator cancelled the job while it ran; it fails for good.
 
 An async handler that swallows our cancellation still ends as timeout / interrupted.
 """
@@ -26,16 +27,17 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import WorkerError
+from ..errors import PermanentFailure, WorkerError
 from ..job import Job
 from .helpers import JobHelpers
 from .tasks import Runnable
 from .threads import DaemonThreads
 
-__all__ = ["LEASE_LOST", "Executor", "Outcome", "encode_error"]
+__all__ = ["CANCELLED", "LEASE_LOST", "Executor", "Outcome", "encode_error"]
 
 _NO_REPLACEMENT: Final[Any] = msgspec.UNSET
 LEASE_LOST: Final = "lease lost"
+CANCELLED: Final = "cancelled"
 
 
 @dataclass(slots=True)
@@ -142,6 +144,8 @@ class Executor:
         if run.cancelled_for == "timeout":
             self._on_timeout(run.job)
             return TimeoutError(f"task timed out after {runnable.timeout}s")
+        if run.cancelled_for == CANCELLED:
+            return PermanentFailure("cancelled by an operator while it ran")
         return WorkerError(f"{run.cancelled_for}: the job was interrupted")
 
     @staticmethod
@@ -163,6 +167,15 @@ class Executor:
         for run in list(self._running.values()):
             if run.job.locked_by == lease_id:
                 self._cancel(run, LEASE_LOST)
+
+    def cancel_job(self, job_id: int) -> bool:
+        """Abort the job ``job_id`` if it runs here (an operator cancelled it); it ends as
+        a permanent failure. False when it does not run here."""
+        run = self._running.get(job_id)
+        if run is None:
+            return False
+        self._cancel(run, CANCELLED)
+        return True
 
     def running_ids(self) -> set[int]:
         """Ids of the jobs running now."""

@@ -2,8 +2,9 @@
 
 The listener is handed ``listen(channels, verify=...)`` (a dedicated connection's
 notifications, from the database layer) and two plain functions: ``on_jobs()`` when jobs were
-added (the local queue fetches), and ``on_breaking(revision)`` when a breaking migration was
-applied (the pool shuts down and exits 57, as graphile-worker does). After every
+added (the local queue fetches), ``on_breaking(revision)`` when a breaking migration was
+applied (the pool shuts down and exits 57, as graphile-worker does), and
+``on_cancel(job_id)`` when an operator cancelled a job (aborted if it runs here). After every
 (re)connection it calls ``on_jobs()`` once, to catch up on anything added while nobody
 listened. A lost connection is retried with jittered exponential backoff capped at 60 s;
 polling covers the gap.
@@ -31,7 +32,7 @@ from ..errors import ConfigError
 
 __all__ = ["CHANNELS", "Listener"]
 
-CHANNELS: Final = ("jobs:insert", "worker:migrate")
+CHANNELS: Final = ("jobs:insert", "worker:migrate", "zodworker:cancel")
 
 Listen = Callable[..., AbstractAsyncContextManager[AsyncIterator[tuple[str, str]]]]
 """``listen(channels, verify=bool)``."""
@@ -48,6 +49,7 @@ class Listener:
         listen: Listen,
         on_jobs: Callable[[], None],
         on_breaking: Callable[[Any], None],
+        on_cancel: Callable[[int], object],
         emit: Callable[..., None],
         wants: Callable[[str], bool],
         logger: logging.Logger,
@@ -55,6 +57,7 @@ class Listener:
         self._listen = listen
         self._on_jobs = on_jobs
         self._on_breaking = on_breaking
+        self._on_cancel = on_cancel
         self._emit = emit
         self._wants = wants
         self._logger = logger
@@ -93,6 +96,10 @@ class Listener:
                 await asyncio.sleep(delay)
 
     def _notified(self, channel: str, payload: str) -> None:
+        if channel == "zodworker:cancel":
+            if payload.isdigit():
+                self._on_cancel(int(payload))
+            return
         try:
             data = _decode(payload) if payload else {}
         except msgspec.DecodeError:

@@ -4,6 +4,8 @@
 interval), logging failures and carrying on. The pool uses it for graphile-worker's sweep of
 locks older than 4 hours (every 8-10 minutes, with ``resetLocked:*`` events); the composition
 uses it for the typed client's cleanup of old permanently failed jobs and its metrics.
+:func:`operator_loops` polls for what operators asked through the admin API, the fallback
+of its NOTIFY: cancellations of jobs running here, and paused queues whose lock was cleared.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import TaskStatus
 
-__all__ = ["Periodic"]
+__all__ = ["Periodic", "operator_loops"]
 
 
 class Periodic:
@@ -72,3 +74,31 @@ class Periodic:
             return
         if self._on_success is not None:
             self._on_success(result)
+
+
+def operator_loops(
+    *,
+    cancellations_for: Callable[[list[int]], Awaitable[list[int]]],
+    reapply_pauses: Callable[[], Awaitable[None]],
+    running_ids: Callable[[], set[int]],
+    cancel_job: Callable[[int], object],
+    logger: logging.Logger,
+) -> list[Periodic]:
+    """Cancellations of jobs running here, every second; paused queues whose lock someone
+    cleared, paused again every 10 s."""
+
+    async def cancel() -> None:
+        running = list(running_ids())
+        for job_id in await cancellations_for(running) if running else []:
+            cancel_job(job_id)
+
+    return [
+        Periodic(cancel, interval=1.0, name="polling for cancellations", logger=logger),
+        Periodic(
+            reapply_pauses,
+            interval=10.0,
+            name="re-pausing queues",
+            logger=logger,
+            first_after=False,
+        ),
+    ]

@@ -50,7 +50,7 @@ from .helpers import JobHelpers
 from .lease import LeaseKeeper
 from .listener import Listener
 from .local_queue import LocalQueue
-from .maintenance import Periodic
+from .maintenance import Periodic, operator_loops
 from .tasks import Handler, Task, compile_tasks
 from .threads import DaemonThreads
 
@@ -293,6 +293,15 @@ class WorkerPool:
                 on_failure=lambda exc: self._emit("resetLocked:failure", error=exc),
             )
             await group.start(sweep.run)
+        executor = self._executor
+        for loop in operator_loops(
+            cancellations_for=store.cancellations_for,
+            reapply_pauses=store.reapply_pauses,
+            running_ids=executor.running_ids,
+            cancel_job=executor.cancel_job,
+            logger=self.logger,
+        ):
+            await group.start(loop.run)
         if self._once:
             return
         if opts.poll_only:
@@ -305,6 +314,7 @@ class WorkerPool:
                 listen=functools.partial(self._database.listen, conninfo=opts.listen_connection),
                 on_jobs=self._nudge,
                 on_breaking=self._on_breaking_migration,
+                on_cancel=self._executor.cancel_job,
                 emit=self._emit,
                 wants=self.events.wants,
                 logger=self.logger,

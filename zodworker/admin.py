@@ -1,0 +1,209 @@
+"""The admin API: look at jobs, queues and workers, and act on them, from code or the CLI.
+
+::
+
+    admin = Admin()                                       # schema "graphile_worker"
+    page = await admin.list_jobs(pool, JobFilter(state="failed", task="sendEmail"))
+    for view in page.jobs:
+        print(view.job.id, view.state, view.job.last_error)
+    await admin.retry_jobs(pool, JobFilter(state="failed", task="sendEmail"))
+    await admin.pause_queue(pool, "emails")               # no worker starts its jobs
+    await admin.cancel_job(pool, job_id)                  # a running one is aborted
+
+Every method takes a *target* like the store does: a connection (your transaction) or a
+pool. :class:`Admin` is for asyncio code, :class:`SyncAdmin` for synchronous code; both run
+the same plans (:mod:`zodworker.db.admin_plans`), so they behave alike.
+
+- Listing is keyset-paginated by job id (``after`` is the cursor of the next page).
+- Counts are exact up to a bound (100,000 rows by default) and estimated above it from a
+  sample of the table's pages; a :class:`Count` says which.
+- Bulk operations act on whatever a :class:`JobFilter` selects and skip jobs that a live
+  worker holds.
+- A paused queue holds off every worker, zodworker or Node graphile-worker, until resumed,
+  across restarts. A cancelled job never runs again: one nobody runs is failed for good at
+  once, and a running one is aborted by the zodworker pool running it (a Node worker cannot
+  be told; its job just never retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from .db import admin_plans as plans
+from .db.admin_plans import (
+    DEFAULT_BOUND,
+    Cancelled,
+    Count,
+    JobFilter,
+    JobPage,
+    JobState,
+    JobView,
+    QueueInfo,
+    Stats,
+    StatsRow,
+    WorkerInfo,
+)
+from .db.plans import plan_force_unlock_workers
+from .db.rows import AsyncTarget, SyncTarget
+from .db.runner import AsyncRunner, SyncRunner
+
+__all__ = [
+    "DEFAULT_BOUND",
+    "Admin",
+    "Cancelled",
+    "Count",
+    "JobFilter",
+    "JobPage",
+    "JobState",
+    "JobView",
+    "QueueInfo",
+    "Stats",
+    "StatsRow",
+    "SyncAdmin",
+    "WorkerInfo",
+]
+
+_ANY = JobFilter()
+
+
+class Admin(AsyncRunner):
+    """Admin operations for asyncio code (see the module docs)."""
+
+    __slots__ = ()
+
+    async def list_jobs(
+        self,
+        target: AsyncTarget,
+        where: JobFilter = _ANY,
+        *,
+        limit: int = 50,
+        after: int | None = None,
+        newest: bool = True,
+    ) -> JobPage:
+        """One page of the jobs ``where`` selects, newest first (``newest=False``: oldest)."""
+        return await self._run(target, plans.plan_list_jobs(where, limit, after, newest))
+
+    async def get_job(self, target: AsyncTarget, job_id: int) -> JobView | None:
+        """The job with ``job_id`` and its state, or None."""
+        page = await self.list_jobs(target, JobFilter(ids=[job_id]), limit=1)
+        return page.jobs[0] if page.jobs else None
+
+    async def count_jobs(
+        self, target: AsyncTarget, where: JobFilter = _ANY, *, bound: int = DEFAULT_BOUND
+    ) -> Count:
+        """How many jobs ``where`` selects (exact up to ``bound``)."""
+        return await self._run(target, plans.plan_count_jobs(where, bound))
+
+    async def retry_jobs(self, target: AsyncTarget, where: JobFilter) -> list[int]:
+        """Run the selected jobs now with fresh attempts; return their ids."""
+        return await self._run(target, plans.plan_bulk("retry", where))
+
+    async def delete_jobs(self, target: AsyncTarget, where: JobFilter) -> list[int]:
+        """Delete the selected jobs; return their ids."""
+        return await self._run(target, plans.plan_bulk("delete", where))
+
+    async def reschedule_jobs(
+        self, target: AsyncTarget, where: JobFilter, run_at: datetime
+    ) -> list[int]:
+        """Move the selected jobs to ``run_at``; return their ids."""
+        return await self._run(target, plans.plan_bulk("reschedule", where, run_at))
+
+    async def cancel_job(self, target: AsyncTarget, job_id: int) -> Cancelled | None:
+        """Cancel a job (see the module docs); None when there is no such job."""
+        return await self._run(target, plans.plan_cancel_job(job_id))
+
+    async def stats(self, target: AsyncTarget, *, bound: int = DEFAULT_BOUND) -> Stats:
+        """Jobs by task, queue and state, and the oldest ready job per queue."""
+        return await self._run(target, plans.plan_stats(self.schema, bound))
+
+    async def list_queues(
+        self, target: AsyncTarget, *, bound: int = DEFAULT_BOUND
+    ) -> list[QueueInfo]:
+        """Every named queue: depth, holder, paused."""
+        return await self._run(target, plans.plan_list_queues(self.schema, bound))
+
+    async def pause_queue(self, target: AsyncTarget, name: str) -> bool:
+        """Pause a named queue; False when it was paused already."""
+        return await self._run(target, plans.plan_pause_queue(name))
+
+    async def resume_queue(self, target: AsyncTarget, name: str) -> bool:
+        """Resume a paused queue; False when it was not paused."""
+        return await self._run(target, plans.plan_resume_queue(name))
+
+    async def list_workers(self, target: AsyncTarget) -> list[WorkerInfo]:
+        """The live zodworker pools."""
+        return await self._run(target, plans.plan_list_workers())
+
+    async def unlock_workers(self, target: AsyncTarget, worker_ids: Sequence[str]) -> None:
+        """Release every job and queue the given workers (pool or graphile-worker ids) hold."""
+        await self._run(target, plan_force_unlock_workers(worker_ids))
+
+
+class SyncAdmin(SyncRunner):
+    """:class:`Admin` for synchronous code."""
+
+    __slots__ = ()
+
+    def list_jobs(
+        self,
+        target: SyncTarget,
+        where: JobFilter = _ANY,
+        *,
+        limit: int = 50,
+        after: int | None = None,
+        newest: bool = True,
+    ) -> JobPage:
+        """See :meth:`Admin.list_jobs`."""
+        return self._run(target, plans.plan_list_jobs(where, limit, after, newest))
+
+    def get_job(self, target: SyncTarget, job_id: int) -> JobView | None:
+        """See :meth:`Admin.get_job`."""
+        page = self.list_jobs(target, JobFilter(ids=[job_id]), limit=1)
+        return page.jobs[0] if page.jobs else None
+
+    def count_jobs(
+        self, target: SyncTarget, where: JobFilter = _ANY, *, bound: int = DEFAULT_BOUND
+    ) -> Count:
+        """See :meth:`Admin.count_jobs`."""
+        return self._run(target, plans.plan_count_jobs(where, bound))
+
+    def retry_jobs(self, target: SyncTarget, where: JobFilter) -> list[int]:
+        """See :meth:`Admin.retry_jobs`."""
+        return self._run(target, plans.plan_bulk("retry", where))
+
+    def delete_jobs(self, target: SyncTarget, where: JobFilter) -> list[int]:
+        """See :meth:`Admin.delete_jobs`."""
+        return self._run(target, plans.plan_bulk("delete", where))
+
+    def reschedule_jobs(self, target: SyncTarget, where: JobFilter, run_at: datetime) -> list[int]:
+        """See :meth:`Admin.reschedule_jobs`."""
+        return self._run(target, plans.plan_bulk("reschedule", where, run_at))
+
+    def cancel_job(self, target: SyncTarget, job_id: int) -> Cancelled | None:
+        """See :meth:`Admin.cancel_job`."""
+        return self._run(target, plans.plan_cancel_job(job_id))
+
+    def stats(self, target: SyncTarget, *, bound: int = DEFAULT_BOUND) -> Stats:
+        """See :meth:`Admin.stats`."""
+        return self._run(target, plans.plan_stats(self.schema, bound))
+
+    def list_queues(self, target: SyncTarget, *, bound: int = DEFAULT_BOUND) -> list[QueueInfo]:
+        """See :meth:`Admin.list_queues`."""
+        return self._run(target, plans.plan_list_queues(self.schema, bound))
+
+    def pause_queue(self, target: SyncTarget, name: str) -> bool:
+        """See :meth:`Admin.pause_queue`."""
+        return self._run(target, plans.plan_pause_queue(name))
+
+    def resume_queue(self, target: SyncTarget, name: str) -> bool:
+        """See :meth:`Admin.resume_queue`."""
+        return self._run(target, plans.plan_resume_queue(name))
+
+    def list_workers(self, target: SyncTarget) -> list[WorkerInfo]:
+        """See :meth:`Admin.list_workers`."""
+        return self._run(target, plans.plan_list_workers())
+
+    def unlock_workers(self, target: SyncTarget, worker_ids: Sequence[str]) -> None:
+        """See :meth:`Admin.unlock_workers`."""
+        self._run(target, plan_force_unlock_workers(worker_ids))
