@@ -134,6 +134,13 @@ class TaskDef(Generic[P]):
         """This task under ``identifier``."""
         return replace(self, identifier=identifier)
 
+    def __call__(self, payload: P, /) -> P:
+        """``payload`` validated against this task's payload type (raises
+        :class:`~zodworker.errors.PayloadValidationError`). Being callable with the payload
+        type is also what lets mypy name the expected model when ``client.enqueue`` gets a
+        payload of the wrong type."""
+        return self.codec.validate(payload, task=self.identifier)
+
 
 def task(
     payload: type[P],
@@ -260,9 +267,13 @@ class EnqueueOptions(TypedDict, total=False):
 
 
 def build_spec(
-    catalog: TaskCatalog, task: TaskDef[Any] | str, payload: Any, options: EnqueueOptions
+    catalog: TaskCatalog, task: object, payload: Any, options: EnqueueOptions
 ) -> tuple[JobSpec, JobKeyMode | None]:
     """The job to add for ``payload`` of ``task``, and its key mode (see the module docs)."""
+    if not isinstance(task, (TaskDef, str)):
+        raise CatalogError(
+            f"expected a task of the catalog (Catalog.name) or its identifier, not {task!r}"
+        )
     spec = catalog.resolve(task)
     valid = spec.codec.validate(payload, task=spec.identifier)
     # Only queue_name and job_key may be callables of the payload; the rest are values.

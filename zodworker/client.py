@@ -27,18 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from . import housekeeping
 from .catalog import EnqueueOptions, TaskCatalog, TaskDef, build_spec
 from .config import Cleanup, Reporter, WorkerOptions
-from .cron import Recurring
-from .db.connect import Database
+from .cron import CronJob, Recurring, check_recurring
+from .db.connect import Database, conninfo_of
 from .db.migrate import migrate_target
 from .db.rows import AsyncTarget
 from .db.store import Store, SyncStore
-from .errors import ConfigError, LifecycleError
+from .errors import ConfigError, LifecycleError, UsageError
 from .housekeeping import housekeeping_loops, report_failures
 from .job import DEFAULT_SCHEMA, Job
 from .service import Service, resolve_connection
@@ -106,9 +106,11 @@ class ZodWorker:
         self._invalid_payload = invalid_payload
         self._store = Store(schema)
         self._sync_store = SyncStore(schema)
-        self._worker_options = _worker_options(worker_options, schema, worker_overrides)
+        self._worker_options = WorkerOptions.merged(
+            worker_options, schema=schema, migrate=False, **worker_overrides
+        )
         self._tracing = Tracing() if tracing else None
-        self._recurring = _check_recurring(recurring_tasks, catalog)
+        self._recurring = check_recurring(recurring_tasks, set(catalog))
         self._cleanup = cleanup
         self._reporter = reporter
         self._metrics_interval = float(metrics_interval)
@@ -158,7 +160,7 @@ class ZodWorker:
         options = self._worker_options
         url = options.connection or self._database_url
         if url is None and self._given_pool is not None:
-            url = _pool_conninfo(self._given_pool)
+            url = conninfo_of(self._given_pool)
         return Database(
             resolve_connection(url),
             schema=self._schema,
@@ -172,7 +174,7 @@ class ZodWorker:
             self._database,
             options=self._worker_options,
             tasks=tasks,
-            cron=[entry.cron_job(name) for name, entry in self._recurring.items()],
+            cron=self.recurring_schedules(),
             housekeeping=housekeeping_loops(
                 connections,
                 self._schema,
@@ -185,6 +187,12 @@ class ZodWorker:
         )
 
     def _tasks(self) -> dict[str, Task]:
+        return self.worker_tasks()
+
+    def worker_tasks(self) -> dict[str, Task]:
+        """The worker tasks this client runs: its catalog's handlers (validating payloads
+        with its ``invalid_payload`` policy) and its recurring tasks (``zodworker run --app
+        module:client`` runs these)."""
         tasks = {
             name: catalog_task(spec, self._invalid_payload, self._tracing)
             for name, spec in self.catalog.items()
@@ -192,6 +200,26 @@ class ZodWorker:
         }
         tasks.update({name: recurring_task(entry) for name, entry in self._recurring.items()})
         return tasks
+
+    def recurring_schedules(self) -> list[CronJob]:
+        """The cron schedules of this client's recurring tasks."""
+        return [entry.cron_job(name) for name, entry in self._recurring.items()]
+
+    async def run_until_stopped(self) -> None:
+        """Initialize (if needed) and run the catalog's tasks until SIGINT or SIGTERM: the
+        first one stops gracefully (running jobs finish), a second one forcefully; then
+        stop. For a process whose job is to be a worker (``asyncio.run(client.run_until_
+        stopped())``)."""
+        if self._producer_only:
+            raise UsageError(f"{self.name}: a producer-only client runs no jobs")
+        await self.initialize()
+        service = self._service
+        assert service is not None
+        service.handle_signals()
+        try:
+            await service.wait()
+        finally:
+            await self.stop()
 
     async def stop(self, timeout: float | None = 60.0) -> None:  # noqa: ASYNC109 (graceful period)
         """Stop running jobs (gracefully; after ``timeout`` seconds forcefully) and close the
@@ -236,7 +264,7 @@ class ZodWorker:
     @overload
     async def enqueue(
         self,
-        task: TaskDef[P],
+        task: Callable[[P], P],
         payload: P,
         *,
         tx: psycopg.AsyncConnection[Any] | None = None,
@@ -253,7 +281,7 @@ class ZodWorker:
     ) -> Job: ...
     async def enqueue(
         self,
-        task: TaskDef[Any] | str,
+        task: Callable[[Any], Any] | str,
         payload: Any,
         *,
         tx: psycopg.AsyncConnection[Any] | None = None,
@@ -261,8 +289,9 @@ class ZodWorker:
     ) -> Job:
         """Validate ``payload`` for ``task`` and add the job; return it.
 
-        ``task`` is a task of the catalog (typed: mypy checks the payload's type) or its
-        identifier. With ``tx`` the job is added in that connection's transaction."""
+        ``task`` is a task of the catalog (typed: mypy checks the payload's type, and names
+        the expected model when it does not fit) or its identifier. With ``tx`` the job is
+        added in that connection's transaction."""
         spec, mode = build_spec(self.catalog, task, payload, options)
         target = tx if tx is not None else self._require_connections()
         if self._tracing is None:
@@ -307,7 +336,7 @@ class ZodWorker:
     @overload
     def enqueue_sync(
         self,
-        task: TaskDef[P],
+        task: Callable[[P], P],
         payload: P,
         *,
         tx: psycopg.Connection[Any],
@@ -324,7 +353,7 @@ class ZodWorker:
     ) -> Job: ...
     def enqueue_sync(
         self,
-        task: TaskDef[Any] | str,
+        task: Callable[[Any], Any] | str,
         payload: Any,
         *,
         tx: psycopg.Connection[Any],
@@ -364,36 +393,3 @@ class ZodWorker:
         if self._database is None:
             raise LifecycleError(f"{self.name}: not connected; call `await client.initialize()`")
         return self._database
-
-
-def _worker_options(
-    base: WorkerOptions | None, schema: str, overrides: dict[str, Any]
-) -> WorkerOptions:
-    base = base or WorkerOptions(schema=schema)
-    fields = {name: getattr(base, name) for name in WorkerOptions.__dataclass_fields__}
-    try:
-        return WorkerOptions(**{**fields, "schema": schema, "migrate": False, **overrides})
-    except TypeError as exc:
-        raise ConfigError("worker options", str(exc)) from None
-
-
-def _check_recurring(
-    entries: Mapping[str, Recurring] | None, catalog: TaskCatalog
-) -> dict[str, Recurring]:
-    checked = dict(entries or {})
-    for name, entry in checked.items():
-        if not isinstance(entry, Recurring):
-            raise ConfigError(f"recurring_tasks[{name!r}]", "must be recurring(...)")
-        if name in catalog:
-            raise ConfigError(
-                f"recurring_tasks[{name!r}]", "is also a catalog task; use another identifier"
-            )
-    return checked
-
-
-def _pool_conninfo(pool: AsyncConnectionPool[Any]) -> str:
-    if isinstance(pool.conninfo, str) and pool.conninfo:
-        return pool.conninfo
-    raise ConfigError(
-        "database_url", "the given pool has no plain conninfo; pass database_url for the worker"
-    )

@@ -130,6 +130,16 @@ class WorkerOptions:
                 "forbidden_flags", "must be a list of strings or a callable returning one"
             )
 
+    @classmethod
+    def merged(cls, base: WorkerOptions | None, **overrides: Any) -> WorkerOptions:
+        """``base`` (or the defaults) with ``overrides`` applied; an unknown option name is
+        a :class:`~zodworker.errors.ConfigError`."""
+        fields = {} if base is None else {n: getattr(base, n) for n in cls.__dataclass_fields__}
+        try:
+            return cls(**{**fields, **overrides})
+        except TypeError as exc:
+            raise ConfigError("worker options", str(exc)) from None
+
     async def forbidden_flags_now(self) -> list[str]:
         """The forbidden flags for the next fetch (a callable is asked each time)."""
         flags = self.forbidden_flags

@@ -1,5 +1,5 @@
 """A non-editable install into a fresh virtualenv, outside the checkout, works: the SQL
-files ship inside the wheel."""
+files ship inside the wheel, and so does ``py.typed``, so mypy checks a user's enqueue."""
 
 from __future__ import annotations
 
@@ -58,3 +58,31 @@ def test_pip_install_then_migrate_from_outside_the_checkout(
         text=True,
     )
     assert cli.stdout.split()[-5:] == ["installed", "1", "0", "0", "0"]
+
+    # py.typed ships: mypy, run on the user's code against the installed package, names the
+    # model a task expects when the payload does not fit
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "mypy"], check=True, timeout=600, cwd=tmp_path
+    )
+    samples = ROOT / "tests" / "typing"
+    for name in ("sample_ok.py", "sample_wrong_payload.py"):
+        (tmp_path / name).write_text((samples / name).read_text())
+    ok = subprocess.run(
+        [str(python), "-m", "mypy", "--strict", "--no-incremental", "sample_ok.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout
+    wrong = subprocess.run(
+        [str(python), "-m", "mypy", "--strict", "--no-incremental", "sample_wrong_payload.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert wrong.returncode == 1, wrong.stdout
+    assert "sample_wrong_payload.py:21: error" in wrong.stdout and "StartRun" in wrong.stdout

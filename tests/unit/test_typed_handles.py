@@ -29,3 +29,4 @@ def test_a_wrong_payload_type_is_reported() -> None:
     assert "sample_wrong_payload.py:21: error" in out  # the wrong call, and only it
     assert "enqueue" in out
     assert out.count(": error") == 1
+    assert "StartRun" in out  # the message names the model the task expects

@@ -1,9 +1,11 @@
 """``zodworker run`` and ``zodworker demo``: load tasks and crontab, then run the service.
 
 Tasks come from ``--tasks DIR`` (default ``./tasks`` when it exists; one module per task
-identifier, each defining ``task``) and/or ``--app module:object`` (a mapping of identifiers
-to handlers, or a callable returning one). ``--watch`` reloads changed task modules and an
-edited crontab. Bad tasks fail before the database is touched.
+identifier, each defining ``task``) and/or ``--app module:object``: a ``ZodWorker`` (its
+catalog's handlers, with payload validation, and its recurring tasks), a ``TaskCatalog``,
+a mapping of identifiers to handlers, or a callable returning one of these. ``--watch``
+reloads changed task modules and an edited crontab. Bad tasks fail before the database is
+touched.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..catalog import TaskCatalog
+from ..client import ZodWorker
 from ..config import WorkerOptions
-from ..cron import CronItem, cron_job
+from ..cron import CronItem, CronJob, cron_job
 from ..db.connect import Database
 from ..errors import TaskLoadError
 from ..service import CrontabWatch, Service, TaskDirectoryWatch
+from ..typed import catalog_task
 from ..worker.pool import WorkerPool
 from ..worker.tasks import Handler, Task, load_task_directory
 
@@ -35,10 +40,13 @@ class TaskSources:
         from_directory: Mapping[str, Handler],
         from_app: Mapping[str, Handler | Task],
         directory: Path | None,
+        cron: Sequence[CronJob] = (),
     ) -> None:
         self.from_directory = dict(from_directory)
         self.from_app = dict(from_app)
         self.directory = directory
+        self.cron = list(cron)
+        """Schedules that come with the app (a ZodWorker's recurring tasks)."""
 
     @property
     def tasks(self) -> dict[str, Handler | Task]:
@@ -46,8 +54,10 @@ class TaskSources:
         return {**self.from_directory, **self.from_app}
 
 
-def load_app(spec: str) -> dict[str, Handler | Task]:
-    """Import ``module:object``; the object is a task mapping or a callable returning one."""
+def load_app(spec: str) -> tuple[dict[str, Handler | Task], list[CronJob]]:
+    """Import ``module:object``: a ``ZodWorker`` (its catalog's handlers and recurring tasks),
+    a ``TaskCatalog`` (its handlers), a task mapping, or a callable returning one of these.
+    Returns the tasks and the schedules of recurring tasks."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise TaskLoadError(f"--app {spec!r}: expected MODULE:OBJECT, e.g. myapp.jobs:tasks")
@@ -59,7 +69,7 @@ def load_app(spec: str) -> dict[str, Handler | Task]:
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
         raise TaskLoadError(f"--app {spec!r}: cannot import it ({exc})") from exc
-    if callable(target) and not isinstance(target, Mapping):
+    if callable(target) and not isinstance(target, (Mapping, ZodWorker)):
         try:
             target = target()
         except TypeError as exc:
@@ -67,12 +77,17 @@ def load_app(spec: str) -> dict[str, Handler | Task]:
                 f"--app {spec!r}: calling it without arguments failed ({exc}); point --app at a "
                 "task mapping or at a callable that takes no arguments"
             ) from exc
+    if isinstance(target, ZodWorker):
+        return dict(target.worker_tasks()), target.recurring_schedules()
+    if isinstance(target, TaskCatalog):
+        return {name: catalog_task(t, "fail") for name, t in target.items() if t.handler}, []
     if not isinstance(target, Mapping):
         raise TaskLoadError(
-            f"--app {spec!r}: is a {type(target).__name__}; expected a mapping of task "
-            "identifiers to handlers (or a callable returning one)"
+            f"--app {spec!r}: is a {type(target).__name__}; expected a ZodWorker, a "
+            "TaskCatalog or a mapping of task identifiers to handlers (or a callable "
+            "returning one)"
         )
-    return dict(target)
+    return dict(target), []
 
 
 def task_sources(args: argparse.Namespace) -> TaskSources:
@@ -81,13 +96,13 @@ def task_sources(args: argparse.Namespace) -> TaskSources:
     if directory is None and Path("tasks").is_dir():
         directory = Path("tasks")
     from_dir = load_task_directory(directory) if directory is not None else {}
-    from_app = load_app(args.app) if args.app else {}
+    from_app, cron = load_app(args.app) if args.app else ({}, [])
     if not from_dir and not from_app:
         raise TaskLoadError(
             "no tasks to run: create ./tasks/<identifier>.py defining `task`, or pass "
             "--tasks DIR or --app MODULE:OBJECT"
         )
-    return TaskSources(from_dir, from_app, directory)
+    return TaskSources(from_dir, from_app, directory, cron)
 
 
 async def serve(
@@ -114,7 +129,7 @@ async def serve(
         database,
         options=options,
         tasks=tasks,
-        cron=[cron_job(item) for item in cron_items],
+        cron=[cron_job(item) for item in cron_items] + sources.cron,
         crontab=crontab if watch else None,
         task_directory=task_directory,
     )

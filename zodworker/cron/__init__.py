@@ -23,7 +23,7 @@ from __future__ import annotations
 from .crontab import format_cron_item, parse_cron_line, parse_crontab
 from .item import CronItem, JobKeyMode
 from .phrases import format_time_phrase, parse_time_phrase
-from .recurring import CronTick, Recurring, decode_tick, recurring
+from .recurring import CronTick, Recurring, check_recurring, decode_tick, recurring
 from .schedule import CronSchedule
 from .scheduler import MINUTE, Clock, CronJob, CronScheduler, SystemClock, cron_job, floor_minute
 from .watch import CrontabWatcher, read_crontab
@@ -40,6 +40,7 @@ __all__ = [
     "JobKeyMode",
     "Recurring",
     "SystemClock",
+    "check_recurring",
     "cron_job",
     "decode_tick",
     "floor_minute",

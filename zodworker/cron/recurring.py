@@ -10,7 +10,7 @@ import the worker, so it is typed ``Any`` here and wrapped into a task by the fa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from .phrases import parse_time_phrase
 from .schedule import CronSchedule
 from .scheduler import CronJob
 
-__all__ = ["CronTick", "Recurring", "decode_tick", "recurring"]
+__all__ = ["CronTick", "Recurring", "check_recurring", "decode_tick", "recurring"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +91,18 @@ def recurring(
                 "fill", f"expected seconds or a time phrase such as '2h', got {fill!r}"
             ) from None
     return Recurring(CronSchedule(match, tz), handler, seconds, queue_name, max_attempts, priority)
+
+
+def check_recurring(
+    entries: Mapping[str, Recurring] | None, taken: Collection[str]
+) -> dict[str, Recurring]:
+    """``entries`` checked: each a :class:`Recurring`, none named like a task in ``taken``."""
+    checked = dict(entries or {})
+    for name, entry in checked.items():
+        if not isinstance(entry, Recurring):
+            raise ConfigError(f"recurring_tasks[{name!r}]", "must be recurring(...)")
+        if name in taken:
+            raise ConfigError(
+                f"recurring_tasks[{name!r}]", "is also a catalog task; use another identifier"
+            )
+    return checked

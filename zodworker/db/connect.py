@@ -44,6 +44,7 @@ __all__ = [
     "application_name",
     "can_connect",
     "conninfo_from_env",
+    "conninfo_of",
     "ensure_database",
 ]
 
@@ -69,6 +70,15 @@ def application_name(conninfo: str, role: str) -> dict[str, str]:
     except psycopg.ProgrammingError:
         return {}
     return {"application_name": f"zodworker:{role}:{os.getpid()}"}
+
+
+def conninfo_of(pool: AsyncConnectionPool[Any]) -> str:
+    """The connection string a psycopg pool was made with (for opening another one)."""
+    if isinstance(pool.conninfo, str) and pool.conninfo:
+        return pool.conninfo
+    raise ConfigError(
+        "database_url", "the given pool has no plain conninfo; pass database_url for the worker"
+    )
 
 
 class DedicatedConnection:
