@@ -17,7 +17,7 @@ then the face (``catalog``, ``typed``, ``tracing``, ``client``, ``service``, ``c
 
 from .catalog import NOT_GIVEN, EnqueueOptions, NotGiven, PayloadCodec, TaskCatalog, TaskDef, task
 from .client import ZodWorker
-from .config import Cleanup, Reporter, WorkerOptions
+from .config import Cleanup, MetricsOptions, Reporter, WorkerOptions
 from .cron import CronTick, Recurring, recurring
 from .db import (
     AsyncTarget,
@@ -36,8 +36,10 @@ from .errors import (
     EmbeddedError,
     EmbeddedUnavailable,
     IncompatibleSchemaError,
+    JobCancelled,
     JobKeyModeError,
     JobSpecError,
+    JobTimeout,
     LifecycleError,
     MigrationError,
     PackageError,
@@ -86,6 +88,7 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "Events",
     "Handler",
     "JobHelpers",
+    "MetricsOptions",
     "PoolStats",
     "Task",
     "WorkerOptions",
@@ -114,8 +117,10 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "EmbeddedError",
     "EmbeddedUnavailable",
     "IncompatibleSchemaError",
+    "JobCancelled",
     "JobKeyModeError",
     "JobSpecError",
+    "JobTimeout",
     "LifecycleError",
     "MigrationError",
     "PackageError",

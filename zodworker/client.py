@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from . import housekeeping
 from .catalog import EnqueueOptions, TaskCatalog, TaskDef, build_spec
-from .config import Cleanup, Reporter, WorkerOptions
+from .config import Cleanup, MetricsOptions, Reporter, WorkerOptions
 from .cron import CronJob, Recurring, check_recurring
 from .db.connect import Database, conninfo_of
 from .db.migrate import migrate_target
@@ -41,9 +41,10 @@ from .db.store import Store, SyncStore
 from .errors import ConfigError, LifecycleError, UsageError
 from .housekeeping import housekeeping_loops, report_failures
 from .job import DEFAULT_SCHEMA, Job
+from .observe import Observer
 from .service import Service, resolve_connection
 from .tracing import Tracing
-from .typed import InvalidPayloadPolicy, catalog_task, recurring_task
+from .typed import InvalidPayloadPolicy, catalog_task, check_policy, recurring_task
 from .worker.pool import WorkerPool
 from .worker.tasks import Task
 
@@ -74,6 +75,7 @@ class ZodWorker:
         cleanup: Cleanup | None = None,
         reporter: Reporter | None = None,
         metrics_interval: float = 60.0,
+        metrics: MetricsOptions | None = None,
         tracing: bool = False,
         worker_options: WorkerOptions | None = None,
         **worker_overrides: Any,
@@ -87,12 +89,11 @@ class ZodWorker:
         occurrence across processes (with backfill) while this client runs jobs.
         ``cleanup``: delete permanently failed jobs periodically. ``reporter(event, props)``:
         receives ``"metrics"`` every ``metrics_interval`` seconds and ``"job:failed"``.
-        ``tracing``: OpenTelemetry spans (see :mod:`zodworker.tracing`). Other keyword
-        arguments are :class:`WorkerOptions` fields (concurrency, poll_interval, ...)."""
+        ``metrics``: Prometheus/OpenTelemetry metrics, health endpoints. ``tracing``: spans
+        (:mod:`zodworker.tracing`). Other keywords are :class:`WorkerOptions` fields."""
         if not isinstance(catalog, TaskCatalog):
             raise ConfigError("catalog", "must be a TaskCatalog")
-        if invalid_payload not in ("fail", "retry"):
-            raise ConfigError("invalid_payload", "must be 'fail' or 'retry'")
+        check_policy(invalid_payload)
         if not (isinstance(metrics_interval, (int, float)) and metrics_interval > 0):
             raise ConfigError("metrics_interval", "must be a positive number of seconds")
         self.name = name
@@ -114,6 +115,7 @@ class ZodWorker:
         self._cleanup = cleanup
         self._reporter = reporter
         self._metrics_interval = float(metrics_interval)
+        self._metrics = metrics
         self._state: Literal["new", "running", "stopped"] = "new"
         self._database: Database | None = None
         self._connections: AsyncConnectionPool[Any] | None = None
@@ -139,7 +141,7 @@ class ZodWorker:
         self._state = "running"
 
     async def _open(self) -> None:
-        tasks = self._tasks()
+        tasks = self.worker_tasks()
         runs = not self._producer_only
         if self._given_pool is None or (runs and (tasks or self._recurring)):
             self._database = self._new_database()
@@ -184,10 +186,8 @@ class ZodWorker:
                 stats=lambda: None if self.worker_pool is None else self.worker_pool.stats(),
                 log=self.logger,
             ),
+            metrics=self._metrics,
         )
-
-    def _tasks(self) -> dict[str, Task]:
-        return self.worker_tasks()
 
     def worker_tasks(self) -> dict[str, Task]:
         """The worker tasks this client runs: its catalog's handlers (validating payloads
@@ -258,6 +258,11 @@ class ZodWorker:
     def worker_pool(self) -> WorkerPool | None:
         """The worker pool running the catalog's tasks (None when producer-only)."""
         return None if self._service is None else self._service.pool
+
+    @property
+    def observer(self) -> Observer | None:
+        """Metrics and health of the running worker (``metrics=``): ``registry``, ``port``."""
+        return None if self._service is None else self._service.observer
 
     # ---------------------------------------------------------------- enqueueing
 

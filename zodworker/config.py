@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .events import Events
 from .job import DEFAULT_SCHEMA
 
-__all__ = ["Cleanup", "ForbiddenFlags", "Reporter", "WorkerOptions"]
+__all__ = ["Cleanup", "ForbiddenFlags", "MetricsOptions", "Reporter", "WorkerOptions"]
 
 ForbiddenFlags = (
     Sequence[str] | Callable[[], Sequence[str] | Awaitable[Sequence[str] | None] | None] | None
@@ -87,6 +87,12 @@ class WorkerOptions:
     """A zodworker pool silent for this long is presumed dead; its jobs run again."""
     sweep_stale_locks: bool = True
     """Also run graphile-worker's 4-hour stale-lock sweep every 8-10 minutes."""
+    unserved_warning_interval: float = 60.0
+    """Every this many seconds, warn (once per task) about jobs ready for longer than that
+    for a task no live zodworker pool runs (a typo in a task name, a worker not deployed);
+    0 turns it off."""
+    log_jobs: bool = True
+    """Log an INFO line per successful job (failures are always logged, with traceback)."""
     migrate: bool = True
     """Install/upgrade the schema at start."""
     pool_id: str = field(default_factory=_new_pool_id)
@@ -106,6 +112,8 @@ class WorkerOptions:
         _seconds(self, "graceful_shutdown_abort_timeout", low=0.0)
         _seconds(self, "heartbeat_interval", low=0.01)
         _seconds(self, "recovery_timeout", low=0.03)
+        if self.unserved_warning_interval != 0:
+            _seconds(self, "unserved_warning_interval", low=0.01)
         for name in ("complete_job_batch_delay", "fail_job_batch_delay"):
             value = getattr(self, name)
             if value != -1:
@@ -193,3 +201,53 @@ class Cleanup:
 
 Reporter = Callable[[str, dict[str, Any]], object]
 """``reporter(event, props)``: called with ``"metrics"`` and ``"job:failed"``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsOptions:
+    """Metrics and health endpoints (``pip install 'zodworker[metrics]'``):
+    ``ZodWorker(metrics=MetricsOptions(port=9464))`` or ``zodworker run --metrics-port 9464``.
+    The metrics are listed in the README and in :mod:`zodworker.observe.instruments`."""
+
+    port: int | None = None
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on this port (0: any free one).
+    None: no endpoint; the metrics still go to ``registry`` and OpenTelemetry."""
+    host: str = "0.0.0.0"
+    """Address to listen on (all interfaces by default, so a scraper can reach it)."""
+    interval: float = 15.0
+    """Seconds between the bounded counts of the jobs table behind the state gauges."""
+    prometheus: bool = True
+    """Keep Prometheus metrics (prometheus-client) in ``registry``."""
+    otel: bool | None = None
+    """Mirror the metrics as OpenTelemetry instruments; None: when OpenTelemetry is
+    installed."""
+    registry: Any = None
+    """A prometheus-client ``CollectorRegistry`` to add zodworker's metrics to (yours, to
+    serve them with the rest of your app's); None: a registry of its own."""
+    meter_provider: Any = None
+    """The OpenTelemetry ``MeterProvider``; None: the global one."""
+    queue_label: Callable[[str], str] | None = None
+    """Maps a queue name to its label value, e.g. ``lambda q: q.split(":")[0]`` when queue
+    names carry ids; None: the name itself."""
+    max_queues: int = 100
+    """At most this many distinct queue label values; the rest are counted as ``_other``."""
+
+    def __post_init__(self) -> None:
+        if self.port is not None and (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not 0 <= self.port <= 65535
+        ):
+            raise ConfigError("metrics.port", f"is {self.port!r}; expected a port, 0 to 65535")
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError("metrics.host", "must be an address such as 0.0.0.0 or 127.0.0.1")
+        if isinstance(self.interval, bool) or not (
+            isinstance(self.interval, (int, float)) and 0.1 <= self.interval <= _MAX_SECONDS
+        ):
+            raise ConfigError("metrics.interval", f"is {self.interval!r}; expected 0.1 or more")
+        if isinstance(self.max_queues, bool) or not (
+            isinstance(self.max_queues, int) and 1 <= self.max_queues <= 100_000
+        ):
+            raise ConfigError("metrics.max_queues", "must be an integer from 1 to 100000")
+        if self.queue_label is not None and not callable(self.queue_label):
+            raise ConfigError("metrics.queue_label", "must be a function of the queue name")

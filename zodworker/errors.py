@@ -15,6 +15,8 @@
     ├── TaskLoadError                       task handlers cannot be loaded (file, identifier)
     ├── WorkerError                         a worker pool stopped on an unrecoverable error
     ├── PermanentFailure                    raised by a handler: fail the job, never retry
+    │   └── JobCancelled                    an operator cancelled the job while it ran
+    ├── JobTimeout (also TimeoutError)      the task's ``timeout`` passed; the job retries
     ├── MigrationError                      the schema cannot be brought to our revision
     │   ├── IncompatibleSchemaError         a newer *breaking* revision is installed (exit 57)
     │   └── UnsupportedRevisionError        a revision too old for us to upgrade in place
@@ -45,8 +47,10 @@ __all__ = [
     "EmbeddedError",
     "EmbeddedUnavailable",
     "IncompatibleSchemaError",
+    "JobCancelled",
     "JobKeyModeError",
     "JobSpecError",
+    "JobTimeout",
     "LifecycleError",
     "MigrationError",
     "PackageError",
@@ -116,6 +120,16 @@ class WorkerError(ZodworkerError):
 class PermanentFailure(ZodworkerError):
     """Raise it from a handler to fail the job for good: its attempts are used up at once,
     so it stays in the table with this message as last_error and is not retried."""
+
+
+class JobCancelled(PermanentFailure):
+    """The outcome of a job an operator cancelled while it ran (``zodworker jobs cancel``):
+    its handler was aborted and the job failed for good."""
+
+
+class JobTimeout(ZodworkerError, TimeoutError):
+    """The outcome of a job whose task ``timeout`` passed: its handler was cancelled (async)
+    or abandoned with its abort signal (sync); the job retries like any failure."""
 
 
 class JobSpecError(ZodworkerError, ValueError):

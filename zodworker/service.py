@@ -10,7 +10,10 @@ migrates it, and hands it to the service, which runs
   the crontab watcher that reloads them (``--watch``);
 * the task-directory watcher (``--watch``);
 * housekeeping loops (:class:`~zodworker.worker.maintenance.Periodic`: the typed client's
-  cleanup and metrics).
+  cleanup and metrics);
+* the observer (:class:`~zodworker.observe.Observer`: Prometheus/OpenTelemetry metrics and
+  the ``/metrics``, ``/healthz``, ``/readyz`` endpoint), when metrics are asked for. It starts
+  first, so that no job's events are missed.
 
 All of them run in one anyio task group; the service is started with a handshake
 (``await group.start(service.run)``, or :meth:`Service.start` which hosts it) and stops when
@@ -30,13 +33,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .config import WorkerOptions
+from .config import MetricsOptions, WorkerOptions
 from .cron import CronItem, CronJob, CronScheduler, CrontabWatcher, cron_job
 from .db.connect import Database, conninfo_from_env
 from .errors import ConfigError
 from .lifecycle import Host
+from .observe import Observer
 from .worker.maintenance import Periodic
-from .worker.pool import WorkerPool
+from .worker.pool import PoolStats, WorkerPool
 from .worker.signals import handle_signals
 from .worker.tasks import Handler, Task
 from .worker.watch import TaskDirectoryWatcher
@@ -97,9 +101,10 @@ class Service:
         crontab: CrontabWatch | None = None,
         task_directory: TaskDirectoryWatch | None = None,
         housekeeping: Sequence[Periodic] = (),
+        metrics: MetricsOptions | None = None,
     ) -> None:
-        if database is None and (tasks or cron):
-            raise ConfigError("database", "is needed to run tasks or cron items")
+        if database is None and (tasks or cron or metrics):
+            raise ConfigError("database", "is needed to run tasks, cron items or metrics")
         self.database = database
         self.options = options
         self.pool: WorkerPool | None = None
@@ -107,6 +112,18 @@ class Service:
         if tasks and database is not None:
             pool_options = replace(options, migrate=False, handle_signals=False)
             self.pool = WorkerPool(tasks, pool_options, database=database)
+        self.observer: Observer | None = None
+        """Metrics and health (None unless ``metrics`` was given)."""
+        if metrics is not None and database is not None:
+            self.observer = Observer(
+                metrics,
+                events=options.events,
+                database=database,
+                schema=options.schema,
+                pool=self._pool_stats,
+                listening=self.pool is not None and not options.poll_only,
+                logger=options.logger,
+            )
         self._cron = list(cron)
         self._crontab = crontab
         self._task_directory = task_directory
@@ -162,8 +179,13 @@ class Service:
                     task_status.started()
             background.cancel_scope.cancel()
 
+    def _pool_stats(self) -> PoolStats | None:
+        return None if self.pool is None else self.pool.stats()
+
     async def _start_background(self, group: TaskGroup) -> None:
         options = self.options
+        if self.observer is not None:
+            await group.start(self.observer.run)
         if self._cron and self.database is not None:
             scheduler = CronScheduler(
                 self._cron,

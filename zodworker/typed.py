@@ -20,15 +20,21 @@ from typing import Any, Literal
 
 from .catalog import TaskDef
 from .cron.recurring import Recurring, decode_tick
-from .errors import PayloadValidationError, PermanentFailure
+from .errors import ConfigError, PayloadValidationError, PermanentFailure
 from .tracing import Tracing, strip_trace
 from .worker.helpers import JobHelpers
 from .worker.tasks import Task
 
-__all__ = ["InvalidPayloadPolicy", "catalog_task", "recurring_task", "typed_task"]
+__all__ = ["InvalidPayloadPolicy", "catalog_task", "check_policy", "recurring_task", "typed_task"]
 
 InvalidPayloadPolicy = Literal["fail", "retry"]
 """What a job whose stored payload does not validate does: fail for good, or retry."""
+
+
+def check_policy(invalid_payload: object) -> None:
+    """Raise ConfigError unless ``invalid_payload`` is a policy."""
+    if invalid_payload not in ("fail", "retry"):
+        raise ConfigError("invalid_payload", "must be 'fail' or 'retry'")
 
 
 def typed_task(

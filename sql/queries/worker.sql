@@ -165,14 +165,19 @@ where job_queues.locked_at < now() - interval '4 hours';
 -- name: register_pool
 -- Start a lease: the pool's row, expiring lease_seconds from now unless renewed.
 insert into :SCHEMA._zodworker_pools
-  (pool_id, hostname, pid, lease_expires_at, lease_seconds, heartbeat_seconds)
+  (pool_id, hostname, pid, lease_expires_at, lease_seconds, heartbeat_seconds, tasks)
 values (
   %(pool_id)s, %(hostname)s, %(pid)s, now() + make_interval(secs => %(lease)s), %(lease)s,
-  %(heartbeat)s
+  %(heartbeat)s, %(tasks)s::text[]
 )
 on conflict (pool_id) do update
 set last_seen = now(), lease_expires_at = excluded.lease_expires_at,
-  lease_seconds = excluded.lease_seconds, heartbeat_seconds = excluded.heartbeat_seconds;
+  lease_seconds = excluded.lease_seconds, heartbeat_seconds = excluded.heartbeat_seconds,
+  tasks = excluded.tasks;
+
+-- name: set_pool_tasks
+-- The tasks a pool runs changed (watch mode); no row yet (starting): register_pool sets them.
+update :SCHEMA._zodworker_pools set tasks = %(tasks)s::text[] where pool_id = %(pool_id)s;
 
 -- name: heartbeat
 -- Renew a lease by its own length. No row back: the lease is gone (another pool presumed
@@ -243,3 +248,25 @@ update :SCHEMA._private_job_queues as job_queues
 set locked_at = '9999-01-01 00:00:00+00', locked_by = 'zodworker:paused'
 from :SCHEMA._zodworker_paused_queues as paused
 where job_queues.queue_name = paused.queue_name and job_queues.locked_at is null;
+
+-- name: unserved_tasks
+-- Tasks with jobs ready for over %(waited)s seconds that no live zodworker pool runs,
+-- looking at no more than %(limit)s such jobs (bounded work on a big backlog). Pools from
+-- before the tasks column (null) count as running everything. A graphile-worker (Node)
+-- worker has no row here, so the caller's warning says it may run them.
+with overdue as (
+  select jobs.task_id, jobs.run_at
+  from :SCHEMA._private_jobs as jobs
+  where jobs.is_available = true and jobs.run_at <= now() - make_interval(secs => %(waited)s)
+  limit %(limit)s
+)
+select tasks.identifier, count(*)::int, min(overdue.run_at)
+from overdue
+inner join :SCHEMA._private_tasks as tasks on tasks.id = overdue.task_id
+where not exists (
+  select 1 from :SCHEMA._zodworker_pools as pools
+  where pools.lease_expires_at > now()
+    and (pools.tasks is null or tasks.identifier = any(pools.tasks))
+)
+group by tasks.identifier
+order by tasks.identifier;

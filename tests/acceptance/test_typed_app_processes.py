@@ -5,62 +5,14 @@ handlers with payload validation, and stop cleanly on SIGTERM and SIGINT."""
 from __future__ import annotations
 
 import signal
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.support.procapp import add_jobs, scalar, sql
 from tests.support.procs import Proc, Procs, poll_until
+from tests.support.typedapp import prepare_typed_app
 from zodworker import JobSpec
-
-APP = textwrap.dedent(
-    """
-    import asyncio
-    import logging
-    import os
-
-    from pydantic import BaseModel
-
-    from zodworker import TaskCatalog, ZodWorker, task
-
-
-    class Greet(BaseModel):
-        n: int
-        slow: float = 0.0
-
-
-    async def greet(payload: Greet, helpers) -> None:
-        assert isinstance(payload, Greet)  # the handler gets the validated model
-        run = await helpers.query(
-            "insert into typed_runs (n) values (%s) returning id", (payload.n,)
-        )
-        await asyncio.sleep(payload.slow)
-        await helpers.query(
-            "update typed_runs set finished = true where id = %s", (run[0][0],)
-        )
-
-
-    class App(TaskCatalog):
-        greet = task(Greet, handler=greet, max_attempts=5)
-
-
-    catalog = App()
-    client = ZodWorker(
-        catalog=catalog, database_url=os.environ.get("APP_DB"), concurrency=2, poll_interval=0.2
-    )
-
-    if __name__ == "__main__":
-        logging.basicConfig(level=logging.INFO)
-        asyncio.run(client.run_until_stopped())
-    """
-)
-TABLE = "create table typed_runs (id serial primary key, n int, finished bool default false)"
-
-
-def _prepare(url: str, tmp_path: Path) -> None:
-    sql(url, TABLE)
-    (tmp_path / "typedapp.py").write_text(APP)
 
 
 def _runs(url: str) -> list[tuple[int, bool]]:
@@ -103,7 +55,7 @@ def _check_validated_and_stopped(url: str, worker: Proc, sig: signal.Signals) ->
 def test_zodworker_run_app_runs_a_typed_catalog(
     db_url: str, tmp_path: Path, procs: Procs, target: str, sig: signal.Signals
 ) -> None:
-    _prepare(db_url, tmp_path)
+    prepare_typed_app(db_url, tmp_path)
     worker = procs.zodworker("-c", db_url, "--app", target, "--poll-interval", "200", "run")
     worker.wait_for("running tasks", within=60)
     _check_validated_and_stopped(db_url, worker, sig)
@@ -114,7 +66,7 @@ def test_zodworker_run_app_runs_a_typed_catalog(
 def test_run_until_stopped_is_a_worker_process(
     db_url: str, tmp_path: Path, procs: Procs, sig: signal.Signals
 ) -> None:
-    _prepare(db_url, tmp_path)
+    prepare_typed_app(db_url, tmp_path)
     worker = procs.python("typedapp.py", env={"APP_DB": db_url})
     poll_until(
         lambda: scalar(db_url, "select count(*) from graphile_worker._zodworker_pools") == 1,

@@ -8,6 +8,7 @@ Layers, bottom up (a module may import its own layer and the layers it lists)::
     worker      zodworker.worker.*                         -> db, vocabulary
     cron        zodworker.cron.*                           -> db, vocabulary
     embedded    zodworker.embedded.*                       -> db, vocabulary
+    observe     zodworker.observe.*                        -> worker, db, vocabulary
     face        catalog, typed, tracing, client, service, cli.*, the package root -> all
 
 worker, cron and embedded never import each other; only the face combines them.
@@ -36,7 +37,8 @@ ALLOWED: Final = {
     "worker": {"vocabulary", "db", "worker"},
     "cron": {"vocabulary", "db", "cron"},
     "embedded": {"vocabulary", "db", "embedded"},
-    "face": {"vocabulary", "db", "worker", "cron", "embedded", "face"},
+    "observe": {"vocabulary", "db", "worker", "observe"},
+    "face": {"vocabulary", "db", "worker", "cron", "embedded", "observe", "face"},
 }
 DRIVERS: Final = ("psycopg", "psycopg_pool")
 MAX_MODULE_LINES: Final = 400
@@ -63,7 +65,7 @@ def layer(module: str) -> str:
     if module in VOCABULARY:
         return "vocabulary"
     parts = module.split(".")
-    if len(parts) > 1 and parts[1] in ("db", "worker", "cron", "embedded"):
+    if len(parts) > 1 and parts[1] in ("db", "worker", "cron", "embedded", "observe"):
         return parts[1]
     return "face"
 
@@ -211,5 +213,5 @@ def test_modules_and_functions_stay_small(module: str) -> None:
 
 def test_the_folders_show_the_layers() -> None:
     packages = {path.name for path in PACKAGE_ROOT.iterdir() if (path / "__init__.py").exists()}
-    assert packages == {"db", "worker", "cron", "embedded", "cli"}
+    assert packages == {"db", "worker", "cron", "embedded", "observe", "cli"}
     assert {layer(name) for name in package_modules()} == set(ALLOWED)

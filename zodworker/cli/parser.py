@@ -7,10 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..config import WorkerOptions
+from ..config import MetricsOptions, WorkerOptions
 from ..job import DEFAULT_SCHEMA
 
-__all__ = ["build_parser", "worker_options"]
+__all__ = ["build_parser", "metrics_options", "worker_options"]
 
 
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -24,6 +24,9 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     conn.add_argument("-c", "--connection", default=default(None), help="PostgreSQL URL")
     conn.add_argument("-s", "--schema", default=default(DEFAULT_SCHEMA), help="schema name")
     conn.add_argument("-v", "--verbose", action="store_true", default=default(False))
+    conn.add_argument(
+        "--log-format", choices=["text", "json"], default=default("text"), help="log lines"
+    )
     worker = parser.add_argument_group("worker (run)")
     worker.add_argument(
         "--schema-only", action="store_true", default=default(False), help="migrate, exit"
@@ -62,6 +65,13 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     worker.add_argument(
         "--crontab", type=Path, default=default(None), help="crontab file (default ./crontab)"
     )
+    worker.add_argument(
+        "--no-log-jobs", action="store_true", default=default(False), help="no line per success"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, default=default(None), help="serve /metrics, /healthz, /readyz"
+    )
+    worker.add_argument("--metrics-host", default=default("0.0.0.0"), help="(0.0.0.0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,5 +183,13 @@ def worker_options(args: argparse.Namespace, url: str) -> WorkerOptions:
         listen_connection=args.listen_connection,
         poll_only=args.poll_only,
         local_queue_size=args.local_queue_size,
+        log_jobs=not args.no_log_jobs,
         handle_signals=True,
     )
+
+
+def metrics_options(args: argparse.Namespace) -> MetricsOptions | None:
+    """The metrics endpoint the flags ask for (None: no --metrics-port)."""
+    if args.metrics_port is None:
+        return None
+    return MetricsOptions(port=args.metrics_port, host=args.metrics_host)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..catalog import TaskCatalog
 from ..client import ZodWorker
-from ..config import WorkerOptions
+from ..config import MetricsOptions, WorkerOptions
 from ..cron import CronItem, CronJob, cron_job
 from ..db.connect import Database
 from ..errors import TaskLoadError
@@ -114,6 +114,7 @@ async def serve(
     once: bool = False,
     watch: bool = False,
     crontab: CrontabWatch | None = None,
+    metrics: MetricsOptions | None = None,
 ) -> int:
     """Run the worker (and cron) on ``database`` until a signal stops it; the exit code."""
     tasks = sources.tasks
@@ -132,6 +133,7 @@ async def serve(
         cron=[cron_job(item) for item in cron_items] + sources.cron,
         crontab=crontab if watch else None,
         task_directory=task_directory,
+        metrics=metrics,
     )
     await service.start()
     service.handle_signals()

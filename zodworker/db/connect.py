@@ -245,6 +245,12 @@ class Database:
             f"(zodworker run --listen-connection URL), or poll_only=True (--poll-only){prepared}",
         )
 
+    async def ping(self) -> None:
+        """``select 1`` on a pooled connection (raises DatabaseError when it cannot)."""
+        with translate_errors():
+            async with borrow(self.connections) as conn:
+                await fetch(conn, sqlfiles.server_query("ping"), prepare=False)
+
     async def notify(self, channel: str, payload: str) -> None:
         """Send a notification on ``channel`` from the shared pool."""
         async with borrow(self.connections) as conn:

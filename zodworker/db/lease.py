@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -28,8 +29,17 @@ __all__ = ["LeaseStore"]
 class LeaseStore:
     """Register, renew, reap and end leases of one schema (thread-safe)."""
 
-    def __init__(self, database: Database, *, heartbeat: float, lease: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        heartbeat: float,
+        lease: float,
+        tasks: Callable[[], list[str]] = list,
+    ) -> None:
+        """``tasks()``: the identifiers the pool runs, recorded with each lease."""
         self._database = database
+        self._tasks = tasks
         self._heartbeat = heartbeat
         self._lease = lease
         timeout = max(1.0, min(lease / 3, 10.0))
@@ -68,6 +78,7 @@ class LeaseStore:
             "pid": os.getpid(),
             "lease": self._lease,
             "heartbeat": self._heartbeat,
+            "tasks": self._tasks(),
         }
         self._run("register_pool", params)
 

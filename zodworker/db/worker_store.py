@@ -12,6 +12,7 @@ job. The lease itself is kept by :mod:`zodworker.db.lease`, on a connection of i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -109,6 +110,7 @@ class WorkerStore:
             raise DatabaseError(f"could not register task identifiers {missing}")
         self.task_names.clear()
         self.task_names.update(names)
+        await self._pooled("set_pool_tasks", {"pool_id": self.lease_id, "tasks": list(identifiers)})
         return list(names)
 
     async def get_jobs(self, task_ids: list[int], forbidden: list[str], n: int) -> list[Job]:
@@ -143,6 +145,12 @@ class WorkerStore:
     async def cancellations_for(self, ids: list[int]) -> list[int]:
         """Which of the given (running) jobs an operator cancelled."""
         return [row[0] for row in await self._pooled("cancellations_for", {"ids": ids})]
+
+    async def unserved_tasks(self, waited: float) -> list[tuple[str, int, datetime]]:
+        """Tasks with jobs ready for over ``waited`` seconds that no live zodworker pool
+        runs: (identifier, jobs seen, oldest run_at), from at most 10,000 such jobs."""
+        rows = await self._pooled("unserved_tasks", {"waited": waited, "limit": 10_000})
+        return [(str(name), int(count), oldest) for name, count, oldest in rows]
 
     async def reapply_pauses(self) -> None:
         """Pause again the paused queues whose lock someone cleared."""

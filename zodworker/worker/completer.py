@@ -30,7 +30,8 @@ from ..db.worker_store import Failure
 from ..errors import PermanentFailure
 from ..events import EventName
 from ..job import Job
-from .executor import Outcome, encode_error
+from .executor import Outcome
+from .joblog import JobLog, failure_text, outcome
 
 __all__ = ["Batcher", "Completer"]
 
@@ -143,6 +144,7 @@ class Completer:
         emit: Emit,
         wants: Callable[[EventName], bool],
         logger: logging.Logger,
+        log_jobs: bool = True,
     ) -> None:
         self._complete, self._fail, self._return = complete, fail, return_jobs
         self._completions: Batcher[Job] = Batcher(
@@ -155,6 +157,7 @@ class Completer:
         self._emit = emit
         self._wants = wants
         self._logger = logger
+        self._log = JobLog(logger, log_jobs=log_jobs)
 
     async def _write_completions(self, jobs: list[Job]) -> None:
         for owner, done in _by_owner(jobs):
@@ -169,34 +172,29 @@ class Completer:
         for owner, back in _by_owner(jobs):
             await self._return(owner, [job.id for job in back], _queues(back))
 
-    def report(self, outcome: Outcome) -> None:
-        """Queue the write for ``outcome`` and announce it."""
-        job, error, duration = outcome.job, outcome.error, outcome.duration
-        if outcome.give_back:  # aborted because its lease was lost: not an outcome
+    def report(self, result: Outcome) -> None:
+        """Queue the write for ``result`` and announce it."""
+        job, error, duration = result.job, result.error, result.duration
+        if result.give_back:  # aborted because its lease was lost: not an outcome
             self._returns.add(job)
             return
         if error is None:
             self._completions.add(job)
+            self._log.success(job, duration)
             if self._wants("job:success"):
                 self._emit("job:success", job=job, duration=duration)
         else:
-            self._report_failure(outcome, error)
+            self._report_failure(result, error)
         if self._wants("job:complete"):
-            self._emit("job:complete", job=job, error=error, duration=duration)
+            name = outcome(job, error)
+            self._emit("job:complete", job=job, error=error, duration=duration, outcome=name)
 
-    def _report_failure(self, outcome: Outcome, error: BaseException) -> None:
-        job, duration = outcome.job, outcome.duration
+    def _report_failure(self, result: Outcome, error: BaseException) -> None:
+        job, duration = result.job, result.duration
         permanent = isinstance(error, PermanentFailure)
-        message = encode_error(error)
-        self._failures.add((job, Failure(job.id, message, outcome.replacement, permanent)))
-        self._logger.warning(
-            "job %s (%s) attempt %d/%d failed: %s",
-            job.id,
-            job.task_identifier,
-            job.attempts,
-            job.max_attempts,
-            message,
-        )
+        message = failure_text(error)
+        self._failures.add((job, Failure(job.id, message, result.replacement, permanent)))
+        self._log.failure(job, error, duration, outcome(job, error))
         self._emit("job:error", job=job, error=error, duration=duration)
         if permanent or job.attempts >= job.max_attempts:
             self._emit("job:failed", job=job, error=error, duration=duration)

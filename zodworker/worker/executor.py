@@ -27,13 +27,14 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import PermanentFailure, WorkerError
+from ..errors import JobCancelled, JobTimeout, WorkerError
 from ..job import Job
 from .helpers import JobHelpers
+from .joblog import encode_error
 from .tasks import Runnable
 from .threads import DaemonThreads
 
-__all__ = ["CANCELLED", "LEASE_LOST", "Executor", "Outcome", "encode_error"]
+__all__ = ["CANCELLED", "LEASE_LOST", "Executor", "Outcome"]
 
 _NO_REPLACEMENT: Final[Any] = msgspec.UNSET
 LEASE_LOST: Final = "lease lost"
@@ -64,13 +65,6 @@ class _Run:
     handler_task: asyncio.Task[Any]
     helpers: JobHelpers
     cancelled_for: str | None = None
-
-
-def encode_error(error: BaseException) -> str:
-    """The ``last_error`` text for an exception: its type and message."""
-    text = str(error)
-    name = type(error).__name__
-    return f"{name}: {text}" if text else name
 
 
 class Executor:
@@ -143,9 +137,9 @@ class Executor:
     def _cancelled_error(self, run: _Run, runnable: Runnable) -> BaseException:
         if run.cancelled_for == "timeout":
             self._on_timeout(run.job)
-            return TimeoutError(f"task timed out after {runnable.timeout}s")
+            return JobTimeout(f"task timed out after {runnable.timeout}s")
         if run.cancelled_for == CANCELLED:
-            return PermanentFailure("cancelled by an operator while it ran")
+            return JobCancelled("cancelled by an operator while it ran")
         return WorkerError(f"{run.cancelled_for}: the job was interrupted")
 
     @staticmethod

@@ -4,21 +4,28 @@
 interval), logging failures and carrying on. The pool uses it for graphile-worker's sweep of
 locks older than 4 hours (every 8-10 minutes, with ``resetLocked:*`` events); the composition
 uses it for the typed client's cleanup of old permanently failed jobs and its metrics.
-:func:`operator_loops` polls for what operators asked through the admin API, the fallback
-of its NOTIFY: cancellations of jobs running here, and paused queues whose lock was cleared.
+:func:`pool_loops` builds the pool's loops: that sweep, and polling for what operators asked
+through the admin API (the fallback of its NOTIFY): cancellations of jobs running here, and
+paused queues whose lock was cleared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
 
-__all__ = ["Periodic", "operator_loops"]
+SWEEP_EVERY: Final = (8 * 60.0, 10 * 60.0)
+"""Seconds between two of graphile-worker's stale-lock sweeps (random in this range)."""
+
+__all__ = ["SWEEP_EVERY", "Periodic", "pool_loops", "unserved_warning"]
 
 
 class Periodic:
@@ -76,23 +83,31 @@ class Periodic:
             self._on_success(result)
 
 
-def operator_loops(
+def pool_loops(
     *,
+    reset_stale_locks: Callable[[], Awaitable[object]] | None,
     cancellations_for: Callable[[list[int]], Awaitable[list[int]]],
     reapply_pauses: Callable[[], Awaitable[None]],
     running_ids: Callable[[], set[int]],
     cancel_job: Callable[[int], object],
+    unserved_tasks: Callable[[float], Awaitable[list[tuple[str, int, datetime]]]] | None,
+    unserved_every: float,
+    own_tasks: Callable[[], Sequence[str]],
+    emit: Callable[..., None],
     logger: logging.Logger,
 ) -> list[Periodic]:
-    """Cancellations of jobs running here, every second; paused queues whose lock someone
-    cleared, paused again every 10 s."""
+    """A pool's maintenance: graphile-worker's stale-lock sweep every 8-10 minutes (unless
+    ``reset_stale_locks`` is None); cancellations of jobs running here, every second; paused
+    queues whose lock someone cleared, paused again every 10 s; the warning about jobs waiting
+    for tasks no live pool runs (:func:`unserved_warning`, unless ``unserved_tasks`` is None)
+    every ``unserved_every`` seconds."""
 
     async def cancel() -> None:
         running = list(running_ids())
         for job_id in await cancellations_for(running) if running else []:
             cancel_job(job_id)
 
-    return [
+    loops = [
         Periodic(cancel, interval=1.0, name="polling for cancellations", logger=logger),
         Periodic(
             reapply_pauses,
@@ -102,3 +117,53 @@ def operator_loops(
             first_after=False,
         ),
     ]
+    if reset_stale_locks is not None:
+        sweep = Periodic(
+            reset_stale_locks,
+            interval=SWEEP_EVERY,
+            name="the stale-lock sweep",
+            logger=logger,
+            on_start=lambda: emit("resetLocked:started"),
+            on_success=lambda _: emit("resetLocked:success"),
+            on_failure=lambda exc: emit("resetLocked:failure", error=exc),
+        )
+        loops.insert(0, sweep)
+    if unserved_tasks is not None:
+        warn = unserved_warning(
+            unserved_tasks, waited=unserved_every, own_tasks=own_tasks, logger=logger
+        )
+        loops.append(Periodic(warn, interval=unserved_every, name="unserved tasks", logger=logger))
+    return loops
+
+
+def unserved_warning(
+    find: Callable[[float], Awaitable[list[tuple[str, int, datetime]]]],
+    *,
+    waited: float,
+    own_tasks: Callable[[], Sequence[str]],
+    logger: logging.Logger,
+) -> Callable[[], Awaitable[None]]:
+    """An action warning once per task about jobs that have been ready for over ``waited``
+    seconds for a task no live zodworker pool runs (``find(waited)`` lists them)."""
+
+    async def warn() -> None:
+        for identifier, count, oldest in await find(waited):
+            own = sorted(own_tasks())
+            close = difflib.get_close_matches(identifier, own, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            logger.warning(
+                "%d%s jobs of task %r have been ready for over %.0fs (the oldest since %s) "
+                "and no live zodworker pool runs that task (this pool runs %s)%s Start a "
+                "worker with it, or fix the task name; ignore this if a graphile-worker "
+                "(Node) worker runs it.",
+                count,
+                "+" if count >= 10_000 else "",
+                identifier,
+                waited,
+                oldest.isoformat(timespec="seconds"),
+                ", ".join(own[:10]) + (", ..." if len(own) > 10 else ""),
+                hint + "." if hint else ".",
+                extra={"task": identifier, "waiting_jobs": count},
+            )
+
+    return warn

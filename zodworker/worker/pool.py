@@ -50,13 +50,11 @@ from .helpers import JobHelpers
 from .lease import LeaseKeeper
 from .listener import Listener
 from .local_queue import LocalQueue
-from .maintenance import Periodic, operator_loops
+from .maintenance import pool_loops
 from .tasks import Handler, Task, compile_tasks
 from .threads import DaemonThreads
 
 __all__ = ["PoolStats", "WorkerPool"]
-
-_SWEEP_EVERY = (8 * 60.0, 10 * 60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +121,7 @@ class WorkerPool:
                 self._database,
                 heartbeat=options.heartbeat_interval,
                 lease=options.recovery_timeout,
+                tasks=lambda: list(self._executor.tasks),
             ),
             pool_id=self.pool_id,
             interval=options.heartbeat_interval,
@@ -146,6 +145,7 @@ class WorkerPool:
             emit=self._emit,
             wants=self.events.wants,
             logger=self.logger,
+            log_jobs=opts.log_jobs,
         )
 
     def _make_local_queue(self) -> LocalQueue:
@@ -282,23 +282,17 @@ class WorkerPool:
         opts, store = self.options, self._store
         await group.start(self._completer.run)
         await group.start(self._lease.run)
-        if opts.sweep_stale_locks:
-            sweep = Periodic(
-                store.reset_stale_locks,
-                interval=_SWEEP_EVERY,
-                name="the stale-lock sweep",
-                logger=self.logger,
-                on_start=lambda: self._emit("resetLocked:started"),
-                on_success=lambda _: self._emit("resetLocked:success"),
-                on_failure=lambda exc: self._emit("resetLocked:failure", error=exc),
-            )
-            await group.start(sweep.run)
         executor = self._executor
-        for loop in operator_loops(
+        for loop in pool_loops(
+            reset_stale_locks=store.reset_stale_locks if opts.sweep_stale_locks else None,
             cancellations_for=store.cancellations_for,
             reapply_pauses=store.reapply_pauses,
             running_ids=executor.running_ids,
             cancel_job=executor.cancel_job,
+            unserved_tasks=store.unserved_tasks if opts.unserved_warning_interval else None,
+            unserved_every=opts.unserved_warning_interval,
+            own_tasks=lambda: list(executor.tasks),
+            emit=self._emit,
             logger=self.logger,
         ):
             await group.start(loop.run)
