@@ -56,6 +56,7 @@ from .errors import (
 from .events import Event, EventName, Events
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
 from .service import resolve_connection, run, run_once
+from .settings import Settings, load_settings
 from .worker import (
     AbortSignal,
     Handler,
@@ -90,9 +91,11 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "JobHelpers",
     "MetricsOptions",
     "PoolStats",
+    "Settings",
     "Task",
     "WorkerOptions",
     "WorkerPool",
+    "load_settings",
     "load_task_directory",
     "resolve_connection",
     "run",

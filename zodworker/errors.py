@@ -169,24 +169,73 @@ class CrontabError(ZodworkerError, ValueError):
 
     ``line`` and ``column`` (both 1-based) locate the offending token, ``expected`` says what
     was expected there and ``got`` is the offending text (``None`` at the end of the line).
+    ``path`` is the file, when the crontab came from one. A crontab with several bad lines
+    raises one error for the first with the others in ``more``; :attr:`errors` lists all,
+    and the message has one line per error.
     """
 
-    def __init__(self, expected: str, got: str | None, *, line: int = 1, column: int = 1) -> None:
+    def __init__(
+        self,
+        expected: str,
+        got: str | None,
+        *,
+        line: int = 1,
+        column: int = 1,
+        path: str | None = None,
+        more: tuple[CrontabError, ...] = (),
+    ) -> None:
+        self.line = line
+        self.column = column
+        self.expected = expected
+        self.got = got
+        self.path = path
+        self.more = more
+        super().__init__("\n".join(error.describe() for error in self.errors))
+
+    @property
+    def errors(self) -> list[CrontabError]:
+        """This error and the ones found after it, in line order."""
+        return [self, *self.more]
+
+    def describe(self) -> str:
+        """This one error (not the ones in ``more``) as one line of text."""
+        got = self.got
         if got is None:
             shown = "the end of the line"
         elif got == "":
             shown = "nothing"
         else:
             shown = repr(got if len(got) <= 40 else got[:37] + "...")
-        super().__init__(f"crontab line {line}, column {column}: expected {expected}; got {shown}")
-        self.line = line
-        self.column = column
-        self.expected = expected
-        self.got = got
+        where = f"crontab {self.path}" if self.path else "crontab"
+        return (
+            f"{where} line {self.line}, column {self.column}: expected {self.expected}; got {shown}"
+        )
 
     def moved(self, *, line: int, column_offset: int) -> CrontabError:
         """This error, located ``column_offset`` columns further right on line ``line``."""
         return CrontabError(self.expected, self.got, line=line, column=self.column + column_offset)
+
+    def located(self, path: str) -> CrontabError:
+        """This error and those in ``more``, said to be in the file ``path``."""
+        return CrontabError.combine(
+            [
+                CrontabError(e.expected, e.got, line=e.line, column=e.column, path=path)
+                for e in self.errors
+            ]
+        )
+
+    @classmethod
+    def combine(cls, errors: list[CrontabError]) -> CrontabError:
+        """One error reporting every error of ``errors`` (at least one), first first."""
+        first, *rest = errors
+        return cls(
+            first.expected,
+            first.got,
+            line=first.line,
+            column=first.column,
+            path=first.path,
+            more=tuple(rest),
+        )
 
 
 class MigrationError(ZodworkerError):

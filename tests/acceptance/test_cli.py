@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -67,7 +68,10 @@ def test_bad_input_exits_1_with_the_field_and_writes_nothing(db_url: str) -> Non
     assert result.returncode == 1
     assert "priority: is 99999" in result.stderr
     bad_json = zodworker("-c", db_url, "add-job", "t", "{not json")
-    assert (bad_json.returncode, "payload: not valid JSON" in bad_json.stderr) == (1, True)
+    assert (bad_json.returncode, "payload: the payload is not valid JSON" in bad_json.stderr) == (
+        1,
+        True,
+    )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select count(*) from graphile_worker._private_jobs").fetchone() == (0,)
 
@@ -112,6 +116,90 @@ def test_an_app_factory_that_needs_arguments_is_a_clear_error(db_url: str, tmp_p
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "--app 'needs_args:make_tasks'" in proc.stderr and "without arguments" in proc.stderr
+
+
+def test_add_job_reads_the_payload_from_stdin_or_a_file(db_url: str, tmp_path: Path) -> None:
+    from_stdin = subprocess.run(
+        [sys.executable, "-m", "zodworker", "-c", db_url, "add-job", "t", "-"],
+        input='{"via": "stdin"}',
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    (tmp_path / "payload.json").write_text('{"via": "file", "n": [1, 2]}')
+    from_file = zodworker("-c", db_url, "add-job", "t", f"@{tmp_path / 'payload.json'}")
+    assert from_file.returncode == 0, from_file.stderr
+    missing = zodworker("-c", db_url, "add-job", "t", f"@{tmp_path / 'nope.json'}")
+    assert missing.returncode == 1 and "payload: cannot read" in missing.stderr
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "select payload from graphile_worker._private_jobs order by id"
+        ).fetchall()
+    assert rows == [({"via": "stdin"},), ({"via": "file", "n": [1, 2]},)]
+
+
+def test_status_and_admin_on_an_unmigrated_database_say_to_migrate(empty_db_url: str) -> None:
+    for command in (["status"], ["add-job", "t"], ["jobs", "list"], ["stats"]):
+        result = zodworker("-c", empty_db_url, *command)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "run `zodworker migrate` first" in result.stderr, command
+        assert "Traceback" not in result.stderr
+    with psycopg.connect(empty_db_url) as conn:  # and nothing was created meanwhile
+        found = conn.execute(
+            "select count(*) from pg_namespace where nspname = 'graphile_worker'"
+        ).fetchone()
+    assert found == (0,)
+
+
+def test_config_shows_each_setting_and_where_it_came_from(tmp_path: Path) -> None:
+    (tmp_path / "zodworker.toml").write_text("concurrency = 3\npoll_interval = 0.5\n")
+    env = {"ZODWORKER_SCHEMA": "jobs", "DATABASE_URL": "postgresql://app:pw@db/x"}
+    result = zodworker_in(tmp_path, "config", "--json", "--metrics-port", "9999", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["file"] == str(tmp_path / "zodworker.toml")
+    got = {name: (entry["value"], entry["source"]) for name, entry in shown["settings"].items()}
+    assert got["concurrency"] == (3, f"file {tmp_path / 'zodworker.toml'}")
+    assert got["poll_interval"] == (0.5, f"file {tmp_path / 'zodworker.toml'}")
+    assert got["schema"] == ("jobs", "env ZODWORKER_SCHEMA")
+    assert got["connection"] == ("postgresql://app:***@db/x", "env DATABASE_URL")
+    assert got["metrics_port"] == (9999, "flag --metrics-port")
+    assert got["max_pool_size"] == (10, "default")
+    table = zodworker_in(tmp_path, "config", "-j", "5", env=env)
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("concurrency "))
+    assert row.split() == ["concurrency", "5", "flag", "--jobs"]
+
+
+def test_bad_config_fails_before_anything_runs_naming_the_key_and_file(tmp_path: Path) -> None:
+    (tmp_path / "zodworker.toml").write_text("concurency = 3\n")
+    for command in (["config"], ["run"], ["migrate"]):
+        result = zodworker_in(tmp_path, *command)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "concurency" in result.stderr and "zodworker.toml" in result.stderr
+        assert "did you mean concurrency" in result.stderr
+    (tmp_path / "zodworker.toml").write_text("concurrency = 0\n")
+    out_of_range = zodworker_in(tmp_path, "run")
+    assert out_of_range.returncode == 1
+    assert "concurrency: is 0" in out_of_range.stderr and "set by file" in out_of_range.stderr
+
+
+def zodworker_in(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ZODWORKER_")}
+    full_env.pop("DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "zodworker", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**full_env, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
 
 
 def test_newer_breaking_schema_exits_57(db_url: str) -> None:
@@ -255,7 +343,11 @@ def test_cron_list_shows_next_runs_and_bad_lines_point_at_the_column(tmp_path: P
     lines = proc.stdout.splitlines()
     assert lines[0] == "report: 30 2 * * * (Europe/Paris) -> report"
     assert len(lines) == 3 and all(line.startswith("  20") for line in lines[1:])
-    (tmp_path / "bad").write_text("* * * * * ok\n*/0 * * * * nope\n")
-    bad = zodworker("cron", "list", "--crontab", str(tmp_path / "bad"))
+    bad_file = tmp_path / "bad"
+    bad_file.write_text("* * * * * ok\n*/0 * * * * nope\n# fine\n* * * * * a b\n")
+    bad = zodworker("cron", "list", "--crontab", str(bad_file))
     assert bad.returncode == 1
-    assert "crontab line 2, column 3" in bad.stderr
+    reported = bad.stderr.strip().splitlines()
+    assert reported[0].startswith(f"zodworker: crontab {bad_file} line 2, column 3: expected")
+    assert reported[1].startswith(f"crontab {bad_file} line 4, column 13: expected")
+    assert len(reported) == 2, "each bad line once, the good ones not at all"

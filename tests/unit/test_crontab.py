@@ -23,6 +23,7 @@ import bisect
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,7 @@ from zodworker.cron import (
     parse_crontab,
     parse_time_phrase,
 )
+from zodworker.cron.watch import read_crontab
 from zodworker.errors import CrontabError, ZodworkerError
 
 # ------------------------------------------------------------------------------ strategies
@@ -539,6 +541,29 @@ def test_duplicate_identifiers_across_lines() -> None:
     assert (info.value.line, info.value.column, info.value.got) == (2, 13, "a")
     # The same task twice is fine with distinct identifiers.
     assert len(parse_crontab("* * * * * a\n0 * * * * a ?id=a_hourly")) == 2
+
+
+def test_every_bad_line_is_reported_not_only_the_first() -> None:
+    text = "* * * * * fine\n61 * * * * late\n# ok\n* * * * * a b\n* * * * * fine\n"
+    with pytest.raises(CrontabError) as info:
+        parse_crontab(text)
+    found = [(e.line, e.column, e.got) for e in info.value.errors]
+    assert found == [(2, 1, "61"), (4, 13, "b"), (5, 11, "fine")]
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and lines[0].startswith("crontab line 2, column 1: expected ")
+    assert (info.value.line, info.value.column) == (2, 1)  # the first, as before
+
+
+def test_a_crontab_file_names_itself_in_each_error(tmp_path: Path) -> None:
+    path = tmp_path / "crontab"
+    path.write_text("* * * * * ok\n* * * * 8 bad\n0 25 * * * bad2\n")
+    with pytest.raises(CrontabError) as info:
+        read_crontab(path)
+    assert [e.path for e in info.value.errors] == [str(path)] * 2
+    assert str(info.value).splitlines() == [
+        f"crontab {path} line 2, column 9: " + info.value.errors[0].describe().split(": ", 1)[1],
+        f"crontab {path} line 3, column 3: " + info.value.errors[1].describe().split(": ", 1)[1],
+    ]
 
 
 def test_errors_in_a_crontab_name_their_line() -> None:

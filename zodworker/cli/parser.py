@@ -1,195 +1,215 @@
-"""The command line's arguments: graphile-worker's flags, accepted before or after the
-command (``zodworker -j 2 run`` and ``zodworker run -j 2`` mean the same)."""
+"""The command line's arguments. Setting flags are generated from the settings table
+(:mod:`zodworker.settings`), so a flag, its ``ZODWORKER_*`` variable and its config-file key
+always agree; each command shows only the options it uses.
+
+graphile-worker's command line has no commands, so ``run`` is the default and its flags are
+also accepted before the command: ``zodworker -j 2``, ``zodworker -j 2 run`` and ``zodworker
+run -j 2`` mean the same. Setting flags have no argparse default: the namespace holds only
+what was given, and :func:`flag_values` hands that to :func:`~zodworker.settings.load_settings`.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from ..config import MetricsOptions, WorkerOptions
-from ..job import DEFAULT_SCHEMA
+from ..settings import SETTINGS, Group, Setting
+from .admin_parser import add_admin_commands
 
-__all__ = ["build_parser", "metrics_options", "worker_options"]
+__all__ = ["EPILOG", "build_parser", "flag_values"]
+
+EPILOG: Final = """\
+settings: a flag, else its ZODWORKER_* environment variable, else the config file
+  (--config FILE, else ./zodworker.toml, else [tool.zodworker] in ./pyproject.toml), else the
+  default; `zodworker config` shows each setting's value and where it came from.
+database: -c/--connection, else ZODWORKER_CONNECTION or DATABASE_URL, else an embedded
+  PostgreSQL started for you (data in $ZODWORKER_EMBEDDED_DIR, else
+  ~/.local/share/zodworker/pg, or /var/lib/zodworker/pg as root).
+exit codes: 0 done, 1 error, 2 bad usage, 3 nothing found, 4 confirmation needed (--yes),
+  57 the database has a newer breaking schema revision than this zodworker knows (upgrade
+  zodworker; graphile-worker exits 57 too).
+"""
+RUN_GROUPS: Final[tuple[Group, ...]] = ("connection", "worker", "tasks", "logging", "metrics")
+BASIC: Final[tuple[Group, ...]] = ("connection", "logging")
+_TITLES: Final = {
+    "connection": "database",
+    "worker": "worker",
+    "tasks": "tasks and cron",
+    "logging": "logging",
+    "metrics": "metrics and health",
+}
 
 
-def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """The connection and worker options. Added to the main parser (with defaults) and to
-    every command (without defaults, so either place works)."""
-
-    def default(value: object) -> object:
-        return argparse.SUPPRESS if suppress else value
-
-    conn = parser.add_argument_group("connection")
-    conn.add_argument("-c", "--connection", default=default(None), help="PostgreSQL URL")
-    conn.add_argument("-s", "--schema", default=default(DEFAULT_SCHEMA), help="schema name")
-    conn.add_argument("-v", "--verbose", action="store_true", default=default(False))
-    conn.add_argument(
-        "--log-format", choices=["text", "json"], default=default("text"), help="log lines"
+def _add_setting(group: Any, setting: Setting) -> None:
+    if not setting.flags:
+        return
+    text = setting.help
+    if setting.kind == "bool" and setting.default:
+        text = f"turn off: {text}"
+    elif setting.default is not None and setting.kind != "bool":
+        default = setting.default
+        if setting.flag_scale != 1.0:
+            default = round(default / setting.flag_scale)
+        text = f"{text} (default {default})"
+    common: dict[str, Any] = {
+        "dest": setting.name,
+        "default": argparse.SUPPRESS,
+        "help": f"{text} [{setting.env}]",
+    }
+    if setting.kind == "bool":
+        action = "store_false" if setting.default else "store_true"
+        group.add_argument(*setting.flags, action=action, **common)
+        return
+    kind: Any = {"int": int, "float": float, "path": Path, "str": str}[setting.kind]
+    if setting.flag_scale != 1.0:
+        kind = float
+    group.add_argument(
+        *setting.flags, type=kind, choices=setting.choices, metavar=setting.metavar, **common
     )
-    worker = parser.add_argument_group("worker (run)")
-    worker.add_argument(
-        "--schema-only", action="store_true", default=default(False), help="migrate, exit"
+
+
+def _add_settings(
+    parser: argparse.ArgumentParser, groups: Iterable[Group], only: Iterable[str] = ()
+) -> None:
+    """The setting flags of ``groups`` (and of the settings named in ``only``)."""
+    named = set(only)
+    chosen = tuple(groups)
+    for group_name in (*chosen, *(g for g in _TITLES if g not in chosen)):
+        settings = [
+            s
+            for s in SETTINGS
+            if s.group == group_name and (group_name in chosen or s.name in named)
+        ]
+        if not any(s.flags for s in settings):
+            continue
+        group = parser.add_argument_group(_TITLES[group_name])
+        for setting in settings:
+            _add_setting(group, setting)
+        if group_name == "logging":
+            group.add_argument(
+                "-v",
+                "--verbose",
+                dest="log_level",
+                action="store_const",
+                const="debug",
+                default=argparse.SUPPRESS,
+                help="log at debug level (--log-level debug)",
+            )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="config file (default: ./zodworker.toml, else [tool.zodworker] in pyproject.toml) "
+        "[ZODWORKER_CONFIG]",
     )
-    worker.add_argument(
-        "--once", action="store_true", default=default(False), help="run due jobs, exit"
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--once", action="store_true", default=argparse.SUPPRESS, help="run the due jobs, exit"
     )
-    worker.add_argument("-j", "--jobs", type=int, default=default(1), help="concurrency (1)")
-    worker.add_argument("-m", "--max-pool-size", type=int, default=default(10), help="(10)")
-    worker.add_argument(
-        "--poll-interval", type=int, default=default(2000), help="ms between polls (2000)"
-    )
-    worker.add_argument(
-        "--no-prepared-statements",
+    parser.add_argument(
+        "--schema-only",
         action="store_true",
-        default=default(False),
-        help="for PgBouncer in transaction pooling mode",
+        default=argparse.SUPPRESS,
+        help="install or upgrade the schema, then exit (as `migrate`)",
     )
-    worker.add_argument(
-        "--listen-connection",
-        default=default(None),
-        help="direct or session-pooled URL for LISTEN (when -c goes through PgBouncer)",
+    _add_settings(parser, RUN_GROUPS)
+
+
+def _command(commands: Any, name: str, text: str, **more: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=text,
+        description=text[0].upper() + text[1:] + ".",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **more,
     )
-    worker.add_argument(
-        "--poll-only",
-        action="store_true",
-        default=default(False),
-        help="no LISTEN: find new jobs by polling",
-    )
-    worker.add_argument("--local-queue-size", type=int, default=default(-1), help="batch size")
-    worker.add_argument("--tasks", type=Path, default=default(None), help="task directory")
-    worker.add_argument(
-        "--watch", action="store_true", default=default(False), help="reload changed tasks"
-    )
-    worker.add_argument("--app", default=default(None), help="MODULE:OBJECT task mapping")
-    worker.add_argument(
-        "--crontab", type=Path, default=default(None), help="crontab file (default ./crontab)"
-    )
-    worker.add_argument(
-        "--no-log-jobs", action="store_true", default=default(False), help="no line per success"
-    )
-    worker.add_argument(
-        "--metrics-port", type=int, default=default(None), help="serve /metrics, /healthz, /readyz"
-    )
-    worker.add_argument("--metrics-host", default=default("0.0.0.0"), help="(0.0.0.0)")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
     parser = argparse.ArgumentParser(
         prog="zodworker",
-        description="Typed background jobs on PostgreSQL, compatible with graphile-worker.",
+        description="Typed background jobs on PostgreSQL, sharing graphile-worker's schema. "
+        "With no command, runs a worker (`run`); its options are listed here.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run_flags(parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help="what to do (default: run)"
+    )
+    _add_run_flags(_command(commands, "run", "run a worker (the default command)"))
     for name, text in [
-        ("run", "run a worker (the default)"),
         ("migrate", "install or upgrade the schema, then exit"),
         ("status", "show jobs per task and state"),
-        ("demo", "add demo jobs and run a worker for them (Ctrl-C stops)"),
     ]:
-        _add_common(commands.add_parser(name, help=text), suppress=True)
-    cron = commands.add_parser("cron", help="cron items: `cron list` shows their next runs")
-    _add_common(cron, suppress=True)
-    cron.add_argument("action", choices=["list"])
-    cron.add_argument("-n", "--next", type=int, default=5, help="runs to show per item (5)")
-    add = commands.add_parser("add-job", help="add one job")
-    _add_common(add, suppress=True)
-    add.add_argument("task", help="task identifier")
-    add.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
-    add.add_argument("--queue", dest="queue_name", help="named queue (runs one job at a time)")
-    add.add_argument("--run-at", help="ISO 8601 time with offset, e.g. 2030-01-01T00:00:00Z")
-    add.add_argument("--max-attempts", type=int)
-    add.add_argument("--job-key")
-    add.add_argument("--job-key-mode", choices=["replace", "preserve_run_at", "unsafe_dedupe"])
-    add.add_argument("--priority", type=int)
-    add.add_argument("--flag", dest="flags", action="append", help="a flag (repeatable)")
-    _add_admin(commands)
+        _add_settings(_command(commands, name, text), BASIC)
+    demo = _command(commands, "demo", "add demo jobs and run a worker for them (Ctrl-C stops)")
+    _add_settings(demo, ("connection", "logging", "metrics"))
+    _add_config(commands)
+    _add_cron(commands)
+    _add_job(commands)
+    add_admin_commands(commands, _basic_command)
     return parser
 
 
-def _connection_only(parser: argparse.ArgumentParser) -> None:
-    conn = parser.add_argument_group("connection")
-    conn.add_argument("-c", "--connection", default=argparse.SUPPRESS, help="PostgreSQL URL")
-    conn.add_argument("-s", "--schema", default=argparse.SUPPRESS, help="schema name")
-    conn.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+def _basic_command(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
+    parser = _command(commands, name, text)
+    _add_settings(parser, BASIC)
+    return parser
 
 
-def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", help="only jobs of this task identifier")
-    parser.add_argument("--queue", help="only jobs of this named queue")
-    parser.add_argument(
-        "--state",
-        choices=["ready", "scheduled", "running", "retrying", "failed"],
-        help="only jobs in this state (failed: out of attempts, cancelled included)",
+def _add_config(commands: Any) -> None:
+    config = _command(
+        commands, "config", "show the effective settings of `run` and where each came from"
     )
-    parser.add_argument("--key", help="only the job with this job key")
-    parser.add_argument("--flag", help="only jobs carrying this flag")
+    config.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _add_run_flags(config)
 
 
-def _add_admin(commands: Any) -> None:
-    """``jobs``, ``queues``, ``stats``, ``workers`` and ``unlock`` (see zodworker.cli.admin)."""
-    jobs = commands.add_parser("jobs", help="list, show, retry, delete, reschedule, cancel jobs")
-    actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="jobs, newest first, a page at a time")
-    _connection_only(listing)
-    _add_filters(listing)
-    listing.add_argument("--limit", type=int, default=50, help="jobs per page (50)")
-    listing.add_argument("--after", type=int, help="the cursor printed under the last page")
-    listing.add_argument("--oldest", action="store_true", help="oldest first")
-    show = actions.add_parser("show", help="one job, with its payload and last error")
-    _connection_only(show)
-    show.add_argument("id", type=int)
-    for name, text in [
-        ("retry", "run the jobs now with fresh attempts"),
-        ("delete", "delete the jobs"),
-        ("reschedule", "move the jobs to --run-at"),
-    ]:
-        bulk = actions.add_parser(name, help=f"{text} (by id or by filters; --yes to act)")
-        _connection_only(bulk)
-        _add_filters(bulk)
-        bulk.add_argument("ids", type=int, nargs="*", help="job ids (else the filters select)")
-        bulk.add_argument("--all", action="store_true", help="every job, when no filter")
-        bulk.add_argument("--yes", action="store_true", help="act (else only count)")
-        if name == "reschedule":
-            bulk.add_argument("--run-at", required=True, help="ISO 8601 time with an offset")
-    cancel = actions.add_parser("cancel", help="cancel a job; a running one is aborted")
-    _connection_only(cancel)
-    cancel.add_argument("id", type=int)
-    queues = commands.add_parser("queues", help="named queues: list, pause, resume")
-    _connection_only(queues)
-    queues.add_argument("action", choices=["list", "pause", "resume"])
-    queues.add_argument("name", nargs="?", help="the queue to pause or resume")
-    stats = commands.add_parser("stats", help="jobs by task, queue and state; oldest waits")
-    _connection_only(stats)
-    workers = commands.add_parser("workers", help="live zodworker pools (`workers list`)")
-    _connection_only(workers)
-    workers.add_argument("action", choices=["list"])
-    unlock = commands.add_parser("unlock", help="release what the given worker ids hold")
-    _connection_only(unlock)
-    unlock.add_argument("workers", nargs="+", help="pool or graphile-worker ids")
+def _add_cron(commands: Any) -> None:
+    cron = _command(commands, "cron", "cron items: `cron list` shows their next runs")
+    cron.add_argument("action", choices=["list"], help="what to do (list: each item's next runs)")
+    cron.add_argument("-n", "--next", type=int, default=5, help="runs to show per item (5)")
+    _add_settings(cron, ("logging",), only=("crontab",))
 
 
-def worker_options(args: argparse.Namespace, url: str) -> WorkerOptions:
-    """The worker options the flags ask for."""
-    return WorkerOptions(
-        connection=url,
-        schema=args.schema,
-        concurrency=args.jobs,
-        max_pool_size=args.max_pool_size,
-        poll_interval=args.poll_interval / 1000,
-        use_prepared_statements=not args.no_prepared_statements,
-        listen_connection=args.listen_connection,
-        poll_only=args.poll_only,
-        local_queue_size=args.local_queue_size,
-        log_jobs=not args.no_log_jobs,
-        handle_signals=True,
+def _add_job(commands: Any) -> None:
+    add = _command(commands, "add-job", "add one job")
+    add.add_argument("task", help="task identifier")
+    add.add_argument(
+        "payload",
+        nargs="?",
+        default="{}",
+        help="JSON payload (default {}); '-' reads it from stdin, @FILE from a file",
     )
+    add.add_argument("--queue", dest="queue_name", help="named queue (its jobs run one at a time)")
+    add.add_argument("--run-at", help="ISO 8601 time with an offset, e.g. 2030-01-01T00:00:00Z")
+    add.add_argument("--max-attempts", type=int, help="attempts before it fails for good (25)")
+    add.add_argument("--job-key", help="unique key: adding again replaces the waiting job")
+    add.add_argument(
+        "--job-key-mode",
+        choices=["replace", "preserve_run_at", "unsafe_dedupe"],
+        help="what adding with an existing key does (replace)",
+    )
+    add.add_argument("--priority", type=int, help="lower runs first (0)")
+    add.add_argument("--flag", dest="flags", action="append", help="a flag (repeatable)")
+    _add_settings(add, BASIC)
 
 
-def metrics_options(args: argparse.Namespace) -> MetricsOptions | None:
-    """The metrics endpoint the flags ask for (None: no --metrics-port)."""
-    if args.metrics_port is None:
-        return None
-    return MetricsOptions(port=args.metrics_port, host=args.metrics_host)
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, by setting name, scaled to the setting's unit."""
+    given = vars(args)
+    values = {}
+    for setting in SETTINGS:
+        if setting.name in given:
+            value = given[setting.name]
+            values[setting.name] = value * setting.flag_scale if setting.flag_scale != 1 else value
+    return values

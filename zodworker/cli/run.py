@@ -10,7 +10,6 @@ touched.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from ..cron import CronItem, CronJob, cron_job
 from ..db.connect import Database
 from ..errors import TaskLoadError
 from ..service import CrontabWatch, Service, TaskDirectoryWatch
+from ..settings import Settings
 from ..typed import catalog_task
 from ..worker.pool import WorkerPool
 from ..worker.tasks import Handler, Task, load_task_directory
@@ -90,13 +90,15 @@ def load_app(spec: str) -> tuple[dict[str, Handler | Task], list[CronJob]]:
     return dict(target), []
 
 
-def task_sources(args: argparse.Namespace) -> TaskSources:
-    """The tasks ``--tasks`` / ``./tasks`` and ``--app`` provide (at least one task)."""
-    directory: Path | None = args.tasks
+def task_sources(settings: Settings) -> TaskSources:
+    """The tasks ``tasks`` (``--tasks``, else ``./tasks``) and ``app`` provide (at least
+    one task)."""
+    directory: Path | None = settings["tasks"]
     if directory is None and Path("tasks").is_dir():
         directory = Path("tasks")
     from_dir = load_task_directory(directory) if directory is not None else {}
-    from_app, cron = load_app(args.app) if args.app else ({}, [])
+    app: str | None = settings["app"]
+    from_app, cron = load_app(app) if app else ({}, [])
     if not from_dir and not from_app:
         raise TaskLoadError(
             "no tasks to run: create ./tasks/<identifier>.py defining `task`, or pass "

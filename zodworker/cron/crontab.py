@@ -250,26 +250,37 @@ def parse_cron_line(line: str, *, line_number: int = 1) -> CronItem:
 def parse_crontab(text: str) -> list[CronItem]:
     """The items of a crontab, in order; blank lines and ``#`` comment lines are skipped.
 
-    Raises :class:`CrontabError` for the first invalid line, or for the second of two items
-    with the same identifier (pointing at its ``id`` option, or its task when it has none).
+    Raises one :class:`CrontabError` reporting every invalid line (its ``errors``), and the
+    second of two items with the same identifier (pointing at its ``id`` option, or its
+    task when it has none).
     """
     items: list[CronItem] = []
+    errors: list[CrontabError] = []
     first_line: dict[str, int] = {}
     for number, line in enumerate(re.split(r"\r?\n", text), start=1):
         stripped = line.strip()
         if stripped == "" or stripped.startswith("#"):
             continue
-        item, id_column = _parse_line(line, number)
+        try:
+            item, id_column = _parse_line(line, number)
+        except CrontabError as exc:
+            errors.append(exc)
+            continue
         if item.identifier in first_line:
-            raise CrontabError(
-                f"an identifier not used before (line {first_line[item.identifier]} uses it; "
-                "give each item its own '?id=...')",
-                item.identifier,
-                line=number,
-                column=id_column,
+            errors.append(
+                CrontabError(
+                    f"an identifier not used before (line {first_line[item.identifier]} uses "
+                    "it; give each item its own '?id=...')",
+                    item.identifier,
+                    line=number,
+                    column=id_column,
+                )
             )
+            continue
         first_line[item.identifier] = number
         items.append(item)
+    if errors:
+        raise CrontabError.combine(errors)
     return items
 
 

@@ -21,7 +21,7 @@ from typing import Final, TypeAlias
 import anyio
 import anyio.abc
 
-from ..errors import ConfigError, ZodworkerError
+from ..errors import ConfigError, CrontabError, ZodworkerError
 from .crontab import parse_crontab
 from .item import CronItem
 
@@ -50,7 +50,10 @@ def read_crontab(path: Path | None) -> list[CronItem]:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise ConfigError("crontab", f"{path}: cannot read it ({exc.strerror})") from None
-    return parse_crontab(text)
+    try:
+        return parse_crontab(text)
+    except CrontabError as exc:
+        raise exc.located(str(path)) from None
 
 
 def file_stamp(path: Path | None) -> Stamp:

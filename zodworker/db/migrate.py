@@ -45,7 +45,7 @@ from ..job import DEFAULT_SCHEMA
 from . import sqlfiles
 from .rows import AsyncConn, AsyncTarget, Params, borrow, fetch, translate_errors
 
-__all__ = ["MigrationResult", "latest_revision", "migrate", "migrate_target"]
+__all__ = ["MigrationResult", "installed_revision", "latest_revision", "migrate", "migrate_target"]
 
 logger = logging.getLogger("zodworker.migrate")
 
@@ -250,6 +250,19 @@ async def migrate(conn: AsyncConn, *, schema: str = DEFAULT_SCHEMA) -> Migration
     return MigrationResult(
         before=before, after=max(current, before or 0), applied=applied, own_applied=own_applied
     )
+
+
+async def installed_revision(target: AsyncTarget, *, schema: str = DEFAULT_SCHEMA) -> int | None:
+    """The graphile-worker schema revision installed in ``schema`` (None: not installed,
+    so ``zodworker migrate`` is the next step). Reads only; creates nothing."""
+    async with borrow(target) as conn:
+        try:
+            _, latest, _ = await _state(conn, schema)
+        except DatabaseError as exc:
+            if exc.sqlstate in _NOT_THERE:
+                return None
+            raise
+    return latest
 
 
 async def migrate_target(target: AsyncTarget, *, schema: str = DEFAULT_SCHEMA) -> MigrationResult:

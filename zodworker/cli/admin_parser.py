@@ -1,0 +1,73 @@
+"""The arguments of the admin commands: ``jobs``, ``queues``, ``stats``, ``workers`` and
+``unlock`` (run by :mod:`zodworker.cli.admin`). Each command gets the database and logging
+settings, ``--json``, and its own arguments."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["add_admin_commands"]
+
+STATES = ["ready", "scheduled", "running", "retrying", "failed"]
+
+MakeCommand = Callable[[Any, str, str], argparse.ArgumentParser]
+"""``make(subparsers, name, help)``: a command parser with the database and logging
+settings and the common help epilog."""
+
+
+def _parser(group: Any, name: str, text: str, make: MakeCommand) -> argparse.ArgumentParser:
+    """A command with ``--json`` and the basic settings."""
+    parser = make(group, name, text)
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", help="only jobs of this task identifier")
+    parser.add_argument("--queue", help="only jobs of this named queue")
+    parser.add_argument(
+        "--state",
+        choices=STATES,
+        help="only jobs in this state (failed: out of attempts, cancelled included)",
+    )
+    parser.add_argument("--key", help="only the job with this job key")
+    parser.add_argument("--flag", help="only jobs carrying this flag")
+
+
+def add_admin_commands(commands: Any, make: MakeCommand) -> None:
+    """Add the admin commands to the ``commands`` subparsers."""
+    jobs = commands.add_parser("jobs", help="list, show, retry, delete, reschedule, cancel jobs")
+    actions = jobs.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="what to do with jobs"
+    )
+    listing = _parser(actions, "list", "jobs, newest first, a page at a time", make)
+    _add_filters(listing)
+    listing.add_argument("--limit", type=int, default=50, help="jobs per page (50)")
+    listing.add_argument("--after", type=int, help="the cursor printed under the last page")
+    listing.add_argument("--oldest", action="store_true", help="oldest first")
+    show = _parser(actions, "show", "one job, with its payload and last error", make)
+    show.add_argument("id", type=int, help="the job's id")
+    for name, text in [
+        ("retry", "run the jobs now with fresh attempts"),
+        ("delete", "delete the jobs"),
+        ("reschedule", "move the jobs to --run-at"),
+    ]:
+        bulk = _parser(actions, name, f"{text} (by id or by filters; --yes to act)", make)
+        _add_filters(bulk)
+        bulk.add_argument("ids", type=int, nargs="*", help="job ids (else the filters select)")
+        bulk.add_argument("--all", action="store_true", help="every job, when no filter")
+        bulk.add_argument("--yes", action="store_true", help="act (else only count)")
+        if name == "reschedule":
+            bulk.add_argument("--run-at", required=True, help="ISO 8601 time with an offset")
+    cancel = _parser(actions, "cancel", "cancel a job; a running one is aborted", make)
+    cancel.add_argument("id", type=int, help="the job's id")
+    queues = _parser(commands, "queues", "named queues: list, pause, resume", make)
+    queues.add_argument("action", choices=["list", "pause", "resume"], help="what to do")
+    queues.add_argument("name", nargs="?", help="the queue to pause or resume")
+    _parser(commands, "stats", "jobs by task, queue and state; oldest waits", make)
+    workers = _parser(commands, "workers", "live zodworker pools (`workers list`)", make)
+    workers.add_argument("action", choices=["list"], help="what to do")
+    unlock = _parser(commands, "unlock", "release what the given worker ids hold", make)
+    unlock.add_argument("workers", nargs="+", help="pool or graphile-worker ids")
