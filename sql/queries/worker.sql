@@ -33,10 +33,6 @@ available_queues as (
   select job_queues.id
   from :SCHEMA._private_job_queues as job_queues
   where exists (select 1 from lease) and job_queues.is_available = true
-    and not exists (
-      select 1 from :SCHEMA._zodworker_paused_queues as paused
-      where paused.queue_name = job_queues.queue_name
-    )
   for update skip locked
 ),
 candidates as (

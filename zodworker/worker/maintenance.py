@@ -39,17 +39,21 @@ class Periodic:
         name: str,
         logger: logging.Logger,
         first_after: bool = True,
+        first_before_started: bool = False,
         on_start: Callable[[], None] | None = None,
         on_success: Callable[[object], None] | None = None,
         on_failure: Callable[[Exception], None] | None = None,
     ) -> None:
         """``interval``: seconds, or ``(low, high)`` for a random pause each time.
-        ``first_after``: wait one interval before the first run (else run at once)."""
+        ``first_after``: wait one interval before the first run (else run at once).
+        ``first_before_started``: run once before reporting started, so that a task group's
+        ``start()`` returns after that first run."""
         self._action = action
         self._interval = interval
         self._name = name
         self._logger = logger
         self._first_after = first_after
+        self._first_before_started = first_before_started
         self._on_start = on_start
         self._on_success = on_success
         self._on_failure = on_failure
@@ -61,8 +65,10 @@ class Periodic:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the action until cancelled."""
+        if self._first_before_started:
+            await self.run_once()
         task_status.started()
-        if self._first_after:
+        if self._first_after or self._first_before_started:
             await asyncio.sleep(self._pause())
         while True:
             await self.run_once()
@@ -98,9 +104,10 @@ def pool_loops(
 ) -> list[Periodic]:
     """A pool's maintenance: graphile-worker's stale-lock sweep every 8-10 minutes (unless
     ``reset_stale_locks`` is None); cancellations of jobs running here, every second; paused
-    queues whose lock someone cleared, paused again every 10 s; the warning about jobs waiting
-    for tasks no live pool runs (:func:`unserved_warning`, unless ``unserved_tasks`` is None)
-    every ``unserved_every`` seconds."""
+    queues whose lock someone cleared, paused again before the first fetch and every 10 s
+    (the fetch itself does not look at pauses: that would cost every fetch); the warning
+    about jobs waiting for tasks no live pool runs (:func:`unserved_warning`, unless
+    ``unserved_tasks`` is None) every ``unserved_every`` seconds."""
 
     async def cancel() -> None:
         running = list(running_ids())
@@ -114,7 +121,7 @@ def pool_loops(
             interval=10.0,
             name="re-pausing queues",
             logger=logger,
-            first_after=False,
+            first_before_started=True,  # before the first fetch
         ),
     ]
     if reset_stale_locks is not None:
