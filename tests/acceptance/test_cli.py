@@ -16,15 +16,29 @@ import psycopg
 import pytest
 
 
-def zodworker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("DATABASE_URL", None)
+def zodworker(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    inherit_settings: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m zodworker ARGS``, without the caller's DATABASE_URL (nor its ZODWORKER_*
+    variables unless ``inherit_settings``)."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DATABASE_URL" and (inherit_settings or not k.startswith("ZODWORKER_"))
+    }
+    full_env = {**inherited, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "zodworker", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
         env=full_env,
+        cwd=cwd,
         check=False,
     )
 
@@ -96,37 +110,14 @@ def test_payloads_json_cannot_keep_exit_1_and_write_nothing(
 
 def test_an_app_factory_that_needs_arguments_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
     (tmp_path / "needs_args.py").write_text("def make_tasks(config):\n    return {}\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zodworker",
-            "-c",
-            db_url,
-            "--once",
-            "--app",
-            "needs_args:make_tasks",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = zodworker("-c", db_url, "--once", "--app", "needs_args:make_tasks", cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "--app 'needs_args:make_tasks'" in proc.stderr and "without arguments" in proc.stderr
 
 
 def test_add_job_reads_the_payload_from_stdin_or_a_file(db_url: str, tmp_path: Path) -> None:
-    from_stdin = subprocess.run(
-        [sys.executable, "-m", "zodworker", "-c", db_url, "add-job", "t", "-"],
-        input='{"via": "stdin"}',
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    from_stdin = zodworker("-c", db_url, "add-job", "t", "-", stdin='{"via": "stdin"}')
     assert from_stdin.returncode == 0, from_stdin.stderr
     (tmp_path / "payload.json").write_text('{"via": "file", "n": [1, 2]}')
     from_file = zodworker("-c", db_url, "add-job", "t", f"@{tmp_path / 'payload.json'}")
@@ -189,17 +180,8 @@ def test_bad_config_fails_before_anything_runs_naming_the_key_and_file(tmp_path:
 def zodworker_in(
     cwd: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ZODWORKER_")}
-    full_env.pop("DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "zodworker", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**full_env, **(env or {})},
-        cwd=cwd,
-        check=False,
-    )
+    """:func:`zodworker` in ``cwd`` with no ZODWORKER_* variable of the caller's."""
+    return zodworker(*args, env=env, cwd=cwd, inherit_settings=False)
 
 
 def test_newer_breaking_schema_exits_57(db_url: str) -> None:
@@ -285,25 +267,16 @@ def test_run_once_with_a_tasks_directory_and_an_app(db_url: str, tmp_path: Path)
     )
     for task, payload in [("billing/charge", '{"amount": 5}'), ("notify", "{}")]:
         assert zodworker("-c", db_url, "add-job", task, payload).returncode == 0
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zodworker",
-            "-c",
-            db_url,
-            "--once",
-            "--app",
-            "myapp:TASKS",
-            "-j",
-            "2",
-        ],
+    proc = zodworker(
+        "-c",
+        db_url,
+        "--once",
+        "--app",
+        "myapp:TASKS",
+        "-j",
+        "2",
         cwd=tmp_path,
-        env={**os.environ, "RAN_FILE": str(out)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        env={"RAN_FILE": str(out)},
     )
     assert proc.returncode == 0, proc.stderr
     lines = sorted(out.read_text().splitlines())
@@ -313,14 +286,7 @@ def test_run_once_with_a_tasks_directory_and_an_app(db_url: str, tmp_path: Path)
 
 
 def test_run_without_tasks_explains_what_to_do(db_url: str, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "zodworker", "-c", db_url, "--once"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = zodworker("-c", db_url, "--once", cwd=tmp_path)
     assert proc.returncode == 1
     assert "no tasks to run" in proc.stderr
     bad_app = zodworker("-c", db_url, "--once", "--app", "no_such_module:x")
@@ -331,14 +297,7 @@ def test_cron_list_shows_next_runs_and_bad_lines_point_at_the_column(tmp_path: P
     (tmp_path / "crontab").write_text(
         "# nightly report, Paris time\n30 2 * * * report ?tz=Europe/Paris&fill=1h\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "zodworker", "cron", "list", "-n", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = zodworker("cron", "list", "-n", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "report: 30 2 * * * (Europe/Paris) -> report"

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import wait_until
+from tests.support.pools import pool_options
 from tests.support.proxy import TcpProxy
 from zodworker import Event, JobHelpers, JobSpec, Store, WorkerOptions, WorkerPool
 
@@ -46,16 +47,13 @@ def proxy(db_url: str) -> Iterator[TcpProxy]:
 
 
 def options(url: str, pool_id: str) -> WorkerOptions:
-    return WorkerOptions(
-        connection=url,
+    return pool_options(
+        url,
         pool_id=pool_id,
         concurrency=2,
-        migrate=False,
-        handle_signals=False,
         poll_interval=0.1,
         heartbeat_interval=HEARTBEAT,
         recovery_timeout=LEASE,
-        sweep_stale_locks=False,
         graceful_shutdown_abort_timeout=1.0,
     )
 

@@ -11,21 +11,19 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import wait_until
+from tests.support.pools import pool_options
 from zodworker import Event, JobHelpers, JobSpec, Store, WorkerOptions, WorkerPool
 
 pytestmark = pytest.mark.anyio
 
 
 def options(url: str, pool_id: str, heartbeat: float, lease: float) -> WorkerOptions:
-    return WorkerOptions(
-        connection=url,
+    return pool_options(
+        url,
         pool_id=pool_id,
-        migrate=False,
-        handle_signals=False,
         poll_interval=0.1,
         heartbeat_interval=heartbeat,
         recovery_timeout=lease,
-        sweep_stale_locks=False,
     )
 
 

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.support.pgbouncer import PgBouncer
+from tests.support.pools import pool_options
 from zodworker import ConfigError, JobHelpers, Store, WorkerOptions, WorkerPool
 
 pytestmark = pytest.mark.anyio
@@ -45,17 +46,8 @@ def transaction_bouncer(db_url: str) -> Iterator[PgBouncer]:
 
 
 def options(url: str, **overrides: Any) -> WorkerOptions:
-    settings: dict[str, Any] = {
-        "connection": url,
-        "concurrency": 4,
-        "migrate": False,
-        "handle_signals": False,
-        "poll_interval": 2.0,
-        "heartbeat_interval": 0.5,
-        "recovery_timeout": 3.0,
-        "sweep_stale_locks": False,
-    }
-    return WorkerOptions(**{**settings, **overrides})
+    defaults = {"concurrency": 4, "poll_interval": 2.0, "heartbeat_interval": 0.5}
+    return pool_options(url, **{**defaults, "recovery_timeout": 3.0, **overrides})
 
 
 async def run_jobs(pool: WorkerPool, enqueue_url: str, count: int, interval: float) -> list[float]:

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import lock_job, wait_until
+from tests.support.pools import pool_options
 from tests.support.stores import FLAVOURS, Flavour, SyncStoreFacade
 from zodworker import JobHelpers, JobSpec, Store, WorkerOptions, WorkerPool
 from zodworker.admin import Admin, JobFilter, SyncAdmin
@@ -164,7 +165,7 @@ async def test_queues_and_workers_are_listed(admin: Any, conn: Any, db_url: str)
     assert paused.paused and paused.locked_by == "zodworker:paused"
     assert await admin.resume_queue(conn, "emails")
     assert not await admin.resume_queue(conn, "emails")
-    pool = WorkerPool({"mail": _noop}, _options(db_url, "lister"))
+    pool = WorkerPool({"idle": _noop}, _options(db_url, "lister"))  # no job of its task
     async with pool:
         [worker] = await admin.list_workers(conn)
         assert worker.pool_id == "lister" and worker.running == 0
@@ -270,17 +271,8 @@ async def test_cancellation_is_polled_when_no_notification_arrives(db_url: str) 
 
 
 def _options(db_url: str, pool_id: str, **overrides: Any) -> WorkerOptions:
-    settings: dict[str, Any] = {
-        "connection": db_url,
-        "pool_id": pool_id,
-        "migrate": False,
-        "handle_signals": False,
-        "poll_interval": 0.1,
-        "heartbeat_interval": 0.2,
-        "recovery_timeout": 1.0,
-        "sweep_stale_locks": False,
-    }
-    return WorkerOptions(**{**settings, **overrides})
+    timing = {"poll_interval": 0.1, "heartbeat_interval": 0.2, "recovery_timeout": 1.0}
+    return pool_options(db_url, **{"pool_id": pool_id, **timing, **overrides})
 
 
 async def _noop(payload: Any, helpers: JobHelpers) -> None:

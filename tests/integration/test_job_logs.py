@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import count_jobs, wait_until
+from tests.support.pools import pool_options
 from zodworker import (
     Event,
     JobHelpers,
@@ -52,17 +53,7 @@ class Records(logging.Handler):
 
 
 def options(db_url: str, logs: Records, **overrides: Any) -> WorkerOptions:
-    settings: dict[str, Any] = {
-        "connection": db_url,
-        "handle_signals": False,
-        "migrate": False,
-        "poll_interval": 0.05,
-        "heartbeat_interval": 0.1,
-        "recovery_timeout": 0.5,
-        "sweep_stale_locks": False,
-        "logger": logs.logger,
-    }
-    return WorkerOptions(**{**settings, **overrides})
+    return pool_options(db_url, **{"logger": logs.logger, **overrides})
 
 
 async def ok(payload: Any, helpers: JobHelpers) -> None:

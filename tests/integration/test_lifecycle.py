@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import wait_until
+from tests.support.pools import pool_options
 from zodworker import (
     DatabaseError,
     IncompatibleSchemaError,
@@ -17,7 +18,6 @@ from zodworker import (
     LifecycleError,
     Store,
     TaskCatalog,
-    WorkerOptions,
     WorkerPool,
     ZodWorker,
     task,
@@ -26,17 +26,7 @@ from zodworker import (
 pytestmark = pytest.mark.anyio
 
 
-def options(db_url: str, **overrides: Any) -> WorkerOptions:
-    settings: dict[str, Any] = {
-        "connection": db_url,
-        "handle_signals": False,
-        "migrate": False,
-        "poll_interval": 0.05,
-        "heartbeat_interval": 0.1,
-        "recovery_timeout": 0.5,
-        "sweep_stale_locks": False,
-    }
-    return WorkerOptions(**{**settings, **overrides})
+options = pool_options
 
 
 def backends_of_this_database(url: str) -> int:

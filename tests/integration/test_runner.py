@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import count_jobs, wait_until
+from tests.support.pools import pool_options
 from zodworker import (
     Event,
     Events,
@@ -55,19 +56,7 @@ SLACK = timedelta(milliseconds=5)  # rounding of exp() * interval
 # helpers
 
 
-def options(db_url: str, **overrides: Any) -> WorkerOptions:
-    """Options for an in-process test pool: no signal handlers, short intervals."""
-    settings: dict[str, Any] = {
-        "connection": db_url,
-        "handle_signals": False,
-        "migrate": False,  # the fixture's database is migrated already
-        "poll_interval": 0.05,
-        "heartbeat_interval": 0.1,
-        "recovery_timeout": 0.5,
-        "sweep_stale_locks": False,
-    }
-    settings.update(overrides)
-    return WorkerOptions(**settings)
+options = pool_options
 
 
 class EventLog:
