@@ -1,14 +1,16 @@
 """Enqueue benchmark: zodworker's store vs graphile-worker 0.18, same database, one run.
 
     python benchmarks/enqueue.py [--database-url URL] [--single 2000] [--batch-total 20000]
-                                 [--batch-size 1000] [--rounds 3] [--no-node]
+                                 [--batch-size 1000] [--pairs 6] [--no-node]
 
-Both sides get the same payloads (the reference catalog's workload) and each enqueues into
-its own schema of the same database: ``single`` jobs one per transaction, then
+Three sides get the same payloads (the reference catalog's workload), each enqueueing into
+its own schema of the same database: zodworker's ``Store``, the typed client
+(``ZodWorker.enqueue`` / ``enqueue_many``: catalog lookup, pydantic validation, defaults)
+and graphile-worker's ``makeWorkerUtils``. ``single`` jobs one per transaction, then
 ``batch-total`` jobs in batches of ``batch-size`` (one transaction per batch). Times exclude
-process start-up and connection set-up. Each round runs both sides; the median is reported,
-with the ratio zodworker / graphile-worker in jobs per second (higher is better for us).
-Only ratios from one run are comparable: absolute numbers depend on the machine.
+process start-up and connection set-up. Each pair runs all three, who goes first rotating;
+reported: the median of the per-pair ratios (ours / graphile-worker's jobs per second, > 1 is
+better for us) with its spread, and the load average before each pair (benchmarks/pairs.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pairs import DEFAULT_PAIRS, load_average, order, spread  # noqa: E402
 
 from catalog import TASK_OPTIONS, sample_payload  # noqa: E402
 from zodworker import (  # noqa: E402
@@ -140,13 +145,16 @@ def bench_graphile(
     return result
 
 
+SIDES = ("zodworker store", "zodworker client", "graphile-worker")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url")
     parser.add_argument("--single", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-total", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS)
     parser.add_argument("--no-node", action="store_true", help="measure zodworker only")
     args = parser.parse_args()
 
@@ -162,63 +170,72 @@ def main() -> None:
             await migrate(conn, schema=ZW_SCHEMA)
 
     asyncio.run(setup())
-    results: dict[str, list[dict[str, float]]] = {
-        "zodworker": [],
-        "zodworker client": [],
-        "graphile-worker": [],
-    }
+    sides = [s for s in SIDES if s != "graphile-worker" or not args.no_node]
+    results: list[dict[str, dict[str, float]]] = []
+    loads: list[float] = []
+    work = (args.single, args.batch_size, args.batch_total)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(payloads, fh)
         payloads_file = Path(fh.name)
     try:
-        for round_no in range(args.rounds):
-            if round_no:
-                asyncio.run(reset(url, ZW_SCHEMA))
-            results["zodworker"].append(
-                asyncio.run(
-                    bench_zodworker(url, payloads, args.single, args.batch_size, args.batch_total)
-                )
-            )
-            asyncio.run(reset(url, ZW_SCHEMA))
-            results["zodworker client"].append(
-                asyncio.run(
-                    bench_client(url, payloads, args.single, args.batch_size, args.batch_total)
-                )
-            )
-            if not args.no_node:
-                if round_no:
-                    asyncio.run(reset(url, GW_SCHEMA))
-                results["graphile-worker"].append(
-                    bench_graphile(
-                        url, payloads_file, args.single, args.batch_size, args.batch_total
-                    )
-                )
+        for pair in range(args.pairs):
+            loads.append(load_average())
+            row: dict[str, dict[str, float]] = {}
+            for side in order(sides, pair):
+                schema = GW_SCHEMA if side == "graphile-worker" else ZW_SCHEMA
+                if pair or side != "graphile-worker":  # graphile-worker migrates on first use
+                    asyncio.run(reset(url, schema))
+                if side == "zodworker store":
+                    row[side] = asyncio.run(bench_zodworker(url, payloads, *work))
+                elif side == "zodworker client":
+                    row[side] = asyncio.run(bench_client(url, payloads, *work))
+                else:
+                    row[side] = bench_graphile(url, payloads_file, *work)
+            results.append(row)
+            print(f"pair {pair + 1}: {json.dumps(row)}", flush=True)
     finally:
         payloads_file.unlink()
+    report(results, loads, args)
 
-    def rate(side: str, key: str, count: int) -> float:
-        return count / statistics.median(r[key] for r in results[side])
 
+def report(
+    results: list[dict[str, dict[str, float]]], loads: list[float], args: argparse.Namespace
+) -> None:
     rows = [
         ("enqueue, 1 job per transaction", "single_s", args.single),
         (f"enqueue, batches of {args.batch_size}", "batch_s", args.batch_total),
     ]
-    print(
-        f"\n{f'measure (jobs/s, median of {args.rounds})':<40} {'zodworker':>12} "
-        f"{'graphile-worker':>16} {'ratio':>7}"
-    )
+
+    def rates(side: str, key: str, count: int) -> list[float]:
+        return [count / r[side][key] for r in results if side in r]
+
+    print(f"\n{'measure (jobs/s, medians of pairs)':<44} {'ours':>9} {'graphile':>9}  ratio")
     for label, key, count in rows:
-        ours = rate("zodworker", key, count)
-        if results["graphile-worker"]:
-            theirs = rate("graphile-worker", key, count)
-            print(f"{label:<40} {ours:>12,.0f} {theirs:>16,.0f} {ours / theirs:>6.2f}x")
-        else:
-            print(f"{label:<40} {ours:>12,.0f} {'-':>16} {'-':>7}")
-    print(f"\n{'typed client vs raw store (jobs/s)':<40} {'client':>12} {'store':>16} {'cost':>7}")
+        for side in ("zodworker store", "zodworker client"):
+            ours = rates(side, key, count)
+            theirs = rates("graphile-worker", key, count)
+            ratio = (
+                spread([o / t for o, t in zip(ours, theirs, strict=False)]).ratio()
+                if theirs
+                else "-"
+            )
+            name = f"{label} ({side[10:]})"
+            print(
+                f"{name:<44} {statistics.median(ours):>9,.0f} "
+                f"{statistics.median(theirs) if theirs else 0:>9,.0f}  {ratio}"
+            )
+    print("\ntyped client over the store it wraps (per pair, client/store jobs/s):")
     for label, key, count in rows:
-        typed = rate("zodworker client", key, count)
-        raw = rate("zodworker", key, count)
-        print(f"{label:<40} {typed:>12,.0f} {raw:>16,.0f} {raw / typed - 1:>+6.0%}")
+        cost = [
+            s / c
+            for s, c in zip(
+                rates("zodworker client", key, count),
+                rates("zodworker store", key, count),
+                strict=True,
+            )
+        ]
+        print(f"  {label:<40} {spread(cost).ratio()}")
+    print(f"\nload average (1 min) before each pair: {', '.join(f'{x:.2f}' for x in loads)}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@
 //
 //   migrate  URL SCHEMA
 //       Install/upgrade the schema, then exit.
-//   worker   URL SCHEMA CONCURRENCY LOCAL_QUEUE_SIZE
+//   worker   URL SCHEMA CONCURRENCY LOCAL_QUEUE_SIZE WINDOW
 //       Print "ready"; on a "go" line (stdin) start a worker pool running the no-op task
 //       `noop`; on a "stop" line (or EOF) stop it gracefully and print one JSON line
 //       {"handled": jobs run by this process, "cpu_s": CPU seconds from "go" to stopped,
-//        "startup_s": seconds from "go" until run() resolved (connected, schema checked)}.
+//        "startup_s": seconds from "go" until run() resolved (connected, schema checked),
+//        "progress": [[jobs run, seconds since "go"], ...] every WINDOW jobs (0: none)}.
 //   latency  URL SCHEMA CONCURRENCY LOCAL_QUEUE_SIZE COUNT INTERVAL_MS WARMUP
 //       Start a worker pool, wait until its LISTEN connection is up, then add WARMUP + COUNT
 //       jobs one at a time INTERVAL_MS apart from a separate pool (makeWorkerUtils) in this
@@ -65,6 +66,8 @@ if (mode === "migrate") {
 } else if (mode === "worker") {
   const rl = createInterface({ input: process.stdin });
   const lines = rl[Symbol.asyncIterator]();
+  const window = Number(rest[0] ?? 0);
+  const progress = [];
   let handled = 0;
   console.log("ready");
   await lines.next(); // "go"
@@ -74,6 +77,9 @@ if (mode === "migrate") {
     workerOptions({
       noop: async () => {
         handled++;
+        if (window && handled % window === 0) {
+          progress.push([handled, Number(process.hrtime.bigint() - t0) / 1e9]);
+        }
       },
     }),
   );
@@ -88,7 +94,7 @@ if (mode === "migrate") {
   await runner.stop();
   const cpu = cpuSeconds(cpu0);
   rl.close();
-  console.log(JSON.stringify({ handled, cpu_s: cpu, startup_s: startup }));
+  console.log(JSON.stringify({ handled, cpu_s: cpu, startup_s: startup, progress }));
 } else if (mode === "latency") {
   const [count, intervalMs, warmup] = rest.map(Number);
   const total = count + warmup;

@@ -1,463 +1,338 @@
-"""Job-processing benchmark: zodworker's worker pool vs graphile-worker 0.18, one run, same DB.
+"""Job-processing benchmark: zodworker's worker pool vs graphile-worker 0.18, same database.
 
-    python benchmarks/process.py [--database-url URL] [--jobs 20000] [--latency-samples 200]
-                                 [--rounds 3] [--quick] [--no-node] [--profile FILE.prof]
+    python benchmarks/process.py [--database-url URL] [--pairs 6] [--jobs 20000]
+                                 [--latency-samples 200] [--scale 1,2,4,8]
+                                 [--backlog 1000000] [--only throughput,latency]
+                                 [--quick] [--no-node] [--json FILE] [--profile FILE]
 
 Measures, each system in its own schema (zw_bench / gw_bench) of the same database:
 
-* throughput, one worker process: ``--jobs`` no-op jobs are added beforehand (in batches of
-  1000, not timed, then VACUUM ANALYZE + CHECKPOINT); the clock runs from "go" (the worker
-  process is already started and imported, not yet connected) until the parent sees the jobs
-  table empty. Concurrency 10 with a local queue of 500, and concurrency 10 without one.
-* throughput, two worker processes: the same, with two processes of a system started
-  together (local queue 500).
-* enqueue-to-start latency with an idle worker (concurrency 10, local queue 500 and none):
-  jobs added one at a time, ``--interval-ms`` apart, from a separate connection in the worker's
-  own process; latency = handler start - the moment just before the add call, both read from
-  the same monotonic clock. Poll interval 2 s, so starts are driven by LISTEN/NOTIFY.
+* throughput: ``--jobs`` no-op jobs added beforehand (not timed, then VACUUM ANALYZE +
+  CHECKPOINT); the clock runs from "go" (worker processes started and imported, not yet
+  connected) until the parent sees the jobs table empty. One process with a local queue of
+  500 and without one; two processes with a local queue of 500.
+* latency: an idle worker (local queue 500, then none) in the adder's own process; jobs added
+  one at a time, ``--interval-ms`` apart; latency = handler start - the moment before the add.
+  Beside both systems, the *raw floor*: a bare LISTEN connection claiming each job with one
+  UPDATE ... SKIP LOCKED.
+* ``--scale 1,2,4,8``: throughput with that many worker processes (local queue 500), with
+  the client connections seen at once and the database's CPU per job.
+* ``--backlog N``: one process draining N jobs (local queue 500); jobs/s per tenth of the
+  drain and the worker's memory every second.
 
-Everything is repeated ``--rounds`` times (systems interleaved, which one goes first
-alternating): throughput reports the median run, latency the percentiles of all rounds' samples.
-
-Ratios say how zodworker compares, >1 meaning zodworker is better: zodworker / graphile-worker
-for throughput, graphile-worker / zodworker for latency. Only ratios from one run are
-comparable; absolute numbers depend on the machine (and on how many cores PostgreSQL, the
-workers and this script share). See benchmarks/README.md.
+Every measure is taken in ``--pairs`` interleaved pairs (who goes first alternates); the
+result is the median of the per-pair ratios with its spread, and the load average before each
+pair (benchmarks/pairs.py). Ratios > 1 mean zodworker is better: zodworker / graphile-worker
+for throughput, graphile-worker / zodworker for latency. See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import importlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any
 
-import psycopg
-from psycopg import sql
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import runs
+from pairs import DEFAULT_PAIRS, load_average, order, spread
+from runs import LOCAL_QUEUE, Config, RunFailed, Throughput
 
-from zodworker import (  # noqa: E402
-    Events,
-    JobSpec,
-    Store,
-    WorkerOptions,
-    migrate,
-    resolve_connection,
-    run,
-)
-
-ZW_SCHEMA = "zw_bench"
-GW_SCHEMA = "gw_bench"
-SCHEMAS = {"zodworker": ZW_SCHEMA, "graphile-worker": GW_SCHEMA}
-SYSTEMS = ("zodworker", "graphile-worker")
-CONCURRENCY = 10
-LOCAL_QUEUE = 500
-ADD_BATCH = 1000
-POLL_EMPTY_EVERY = 0.01  # seconds between the parent's "is the table empty yet?" checks
-RUN_TIMEOUT = 600.0
-NODE_SCRIPT = Path(__file__).with_name("graphile_process.mjs")
+from zodworker import resolve_connection
 
 SETTINGS = f"""\
 settings
-  both      no-op task `noop` (async), payload {{"i": n}}, no queue name; concurrency {CONCURRENCY};
-            poll interval 2 s; pool of 10 connections; complete/fail batch delay 0;
-            only warnings/errors logged; signals not handled
-  zodworker WorkerOptions(concurrency={CONCURRENCY}, local_queue_size={LOCAL_QUEUE} or -1,
+  both      no-op task `noop` (async), payload {{"i": n}}, no queue name; concurrency
+            {runs.CONCURRENCY}; poll interval 2 s; pool of 10 connections; complete/fail batch
+            delay 0; only warnings/errors logged; signals not handled
+  zodworker WorkerOptions(concurrency={runs.CONCURRENCY}, local_queue_size={LOCAL_QUEUE} or -1,
             complete_job_batch_delay=0, fail_job_batch_delay=0, handle_signals=False)
-  graphile  run({{ concurrency: {CONCURRENCY}, noHandleSignals: true, pollInterval: 2000,
+  graphile  run({{ concurrency: {runs.CONCURRENCY}, noHandleSignals: true, pollInterval: 2000,
             taskList: {{ noop }}, preset: {{ worker: {{ localQueue: {{ size: {LOCAL_QUEUE} }}
             (omitted for "no local queue"), completeJobBatchDelay: 0, failJobBatchDelay: 0 }} }} }})
-            with NO_LOG_SUCCESS=1 and a logger printing warnings/errors only"""
+            with NO_LOG_SUCCESS=1 and a logger printing warnings/errors only
+  raw       LISTEN "jobs:insert" + benchmarks/raw_floor.sql (claim, then delete)"""
 
-
-@dataclass(frozen=True)
-class Config:
-    """One throughput measurement: a system, its process count, its local queue size."""
-
-    system: str
-    processes: int
-    local_queue: int  # -1: none
-
-    @property
-    def label(self) -> str:
-        lq = f"local queue {self.local_queue}" if self.local_queue > 0 else "no local queue"
-        procs = "1 process" if self.processes == 1 else f"{self.processes} processes"
-        return f"throughput, {procs}, {lq}"
-
-
-@dataclass
-class Throughput:
-    seconds: float
-    handled: list[int]
-    worker_cpu_s: float
-    startup_s: float  # go -> run() returned (connect, migrate check), slowest process
-    machine_busy: float | None  # share of all cores busy during the run (0..1)
+THROUGHPUT = ((1, LOCAL_QUEUE), (1, -1), (2, LOCAL_QUEUE))
+LATENCY_QUEUES = (LOCAL_QUEUE, -1)
 
 
 @dataclass
 class Results:
-    throughput: dict[Config, list[Throughput]] = field(default_factory=dict)
-    latency: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    """Everything measured, by measure label, then pair, then system."""
+
+    pairs: int
+    loads: list[float] = field(default_factory=list)
+    throughput: dict[str, list[dict[str, Throughput]]] = field(default_factory=dict)
+    latency: dict[str, list[dict[str, list[float]]]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+
+    def slot(self, table: dict[str, list[dict[str, Any]]], label: str) -> list[dict[str, Any]]:
+        return table.setdefault(label, [{} for _ in range(self.pairs)])
 
 
-# --------------------------------------------------------------------------- database set-up
+# --------------------------------------------------------------------------- measuring
 
 
-def _node() -> Any:
-    from tests.support.graphile import graphile_worker
-
-    return graphile_worker()
-
-
-def _node_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    env["NO_LOG_SUCCESS"] = "1"
-    return env
-
-
-def _node_cmd(node: Any, *args: str) -> list[str]:
-    return [str(node.node), "--input-type=module", "--eval", NODE_SCRIPT.read_text(), *args]
-
-
-def setup_schemas(url: str, with_node: bool) -> None:
-    async def zodworker_side() -> None:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for schema in SCHEMAS.values():
-                await conn.execute(
-                    sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
+def measure(args: argparse.Namespace, url: str, systems: list[str]) -> Results:
+    results = Results(args.pairs)
+    started = time.perf_counter()
+    for pair in range(args.pairs):
+        results.loads.append(load_average())
+        print(f"== pair {pair + 1}/{args.pairs}, load {results.loads[-1]:.2f}", flush=True)
+        for label, processes, local_queue, jobs, window in throughput_measures(args):
+            for system in order(systems, pair):
+                action = partial(
+                    runs.run_throughput,
+                    url,
+                    Config(system, processes, local_queue),
+                    jobs,
+                    window=window,
+                    count_connections=label.startswith("scale"),
                 )
-            await migrate(conn, schema=ZW_SCHEMA)
+                run_one(results, label, pair, system, action)
+        if "latency" in args.only:
+            for local_queue in LATENCY_QUEUES:
+                # the raw floor has no local queue: it runs once, beside the first
+                with_raw = [*systems, "raw"] if local_queue == LATENCY_QUEUES[0] else systems
+                for system in order(with_raw, pair):
+                    queue = 0 if system == "raw" else local_queue
+                    samples = partial(
+                        runs.run_latency,
+                        url,
+                        system,
+                        queue,
+                        args.latency_samples,
+                        args.interval_ms / 1000,
+                        args.warmup,
+                    )
+                    run_one(results, latency_label(queue), pair, system, samples, latency=True)
+    print(f"\nmeasured in {time.perf_counter() - started:.0f}s")
+    return results
 
-    asyncio.run(zodworker_side())
-    if with_node:
-        from tests.support.graphile import node_conninfo
 
-        node = _node()
-        subprocess.run(
-            _node_cmd(node, "migrate", node_conninfo(url), GW_SCHEMA),
-            cwd=node.cache_dir,
-            env=_node_env(),
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-
-def fill(url: str, schema: str, jobs: int) -> None:
-    """Empty the schema's jobs table, add ``jobs`` no-op jobs, then vacuum and checkpoint so
-    every run starts from the same state."""
-
-    async def add() -> None:
-        store = Store(schema)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(
-                sql.SQL("delete from {}._private_jobs").format(sql.Identifier(schema))
+def throughput_measures(args: argparse.Namespace) -> list[tuple[str, int, int, int, int]]:
+    """(label, processes, local queue, jobs, progress window) of each throughput measure."""
+    out: list[tuple[str, int, int, int, int]] = []
+    if "throughput" in args.only:
+        for processes, lq in THROUGHPUT:
+            out.append(
+                (f"throughput, {Config('', processes, lq).label}", processes, lq, args.jobs, 0)
             )
-            for start in range(0, jobs, ADD_BATCH):
-                specs = [
-                    JobSpec(identifier="noop", payload={"i": i})
-                    for i in range(start, min(jobs, start + ADD_BATCH))
-                ]
-                await store.add_jobs(conn, specs)
-
-    asyncio.run(add())
-    vacuum(url, schema)
-
-
-def vacuum(url: str, schema: str) -> None:
-    """VACUUM ANALYZE the schema's tables, then CHECKPOINT (when allowed)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = sql.SQL(", ").join(
-            sql.Identifier(schema, table)
-            for table in ("_private_jobs", "_private_job_queues", "_private_tasks")
-        )
-        conn.execute(sql.SQL("vacuum (analyze) {}").format(tables))
-        with contextlib.suppress(psycopg.Error):  # needs superuser or pg_checkpoint
-            conn.execute("checkpoint")
+    for processes in args.scale:
+        label = f"scale, {processes} processes" if processes > 1 else "scale, 1 process"
+        out.append((label, processes, LOCAL_QUEUE, args.jobs, 0))
+    if args.backlog:
+        window = max(args.backlog // 10, 1)
+        label = f"backlog of {args.backlog:,}, 1 process"
+        out.append((label, 1, LOCAL_QUEUE, args.backlog, window))
+    return out
 
 
-def _cpu_busy() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all cores, from /proc/stat (Linux only)."""
+def latency_label(local_queue: int) -> str:
+    if local_queue == 0:
+        return "latency, raw floor"
+    return f"latency, {'local queue 500' if local_queue > 0 else 'no local queue'}"
+
+
+def run_one(
+    results: Results,
+    label: str,
+    pair: int,
+    system: str,
+    action: Callable[[], Any],
+    *,
+    latency: bool = False,
+) -> None:
+    print(f"[pair {pair + 1}] {system}: {label} ...", flush=True)
     try:
-        with open("/proc/stat") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-# --------------------------------------------------------------------------- throughput
-
-
-def _spawn(config: Config, url: str, profile: str | None, stderr: IO[str]) -> subprocess.Popen[str]:
-    if config.system == "zodworker":
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "_zw-worker",
-            url,
-            ZW_SCHEMA,
-            str(CONCURRENCY),
-            str(config.local_queue),
-        ]
-        if profile:
-            cmd.append(profile)
-        cwd, env = None, None
+        value = action()
+    except RunFailed as exc:
+        first = str(exc).splitlines()[0]
+        results.dropped.append(f"pair {pair + 1}, {label}, {system}: {first}")
+        print(f"  FAILED, pair dropped from this measure: {exc}", flush=True)
+        return
+    table = results.latency if latency else results.throughput
+    results.slot(table, label)[pair][system] = value
+    if latency:
+        print(f"  p50 {runs.percentile(value, 50):.2f} ms", flush=True)
     else:
-        from tests.support.graphile import node_conninfo
-
-        node = _node()
-        cmd = _node_cmd(
-            node, "worker", node_conninfo(url), GW_SCHEMA, str(CONCURRENCY), str(config.local_queue)
-        )
-        cwd, env = node.cache_dir, _node_env()
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        bufsize=1,
-    )
-
-
-def _fail(procs: list[subprocess.Popen[str]], stderr: IO[str], what: str) -> NoReturn:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr.seek(0)
-    raise RuntimeError(f"{what}\n--- worker stderr ---\n{stderr.read()}")
-
-
-def run_throughput(url: str, config: Config, jobs: int, profile: str | None = None) -> Throughput:
-    schema = SCHEMAS[config.system]
-    fill(url, schema, jobs)
-    empty_query = sql.SQL("select exists (select 1 from {}._private_jobs)").format(
-        sql.Identifier(schema)
-    )
-    with (
-        tempfile.TemporaryFile("w+") as stderr,
-        psycopg.connect(url, autocommit=True) as conn,
-    ):
-        procs = [_spawn(config, url, profile, stderr) for _ in range(config.processes)]
-        for proc in procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                _fail(procs, stderr, f"{config.system} worker did not start")
-        cpu0 = _cpu_busy()
-        t0 = time.perf_counter()
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        while True:
-            row = conn.execute(empty_query).fetchone()
-            if row is not None and not row[0]:
-                break
-            if time.perf_counter() - t0 > RUN_TIMEOUT:
-                _fail(procs, stderr, f"{config.system}: jobs left after {RUN_TIMEOUT:.0f}s")
-            if any(proc.poll() is not None for proc in procs):
-                _fail(procs, stderr, f"{config.system} worker exited early")
-            time.sleep(POLL_EMPTY_EVERY)
-        elapsed = time.perf_counter() - t0
-        cpu1 = _cpu_busy()
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("stop\n")
-            proc.stdin.close()
-        reports = []
-        for proc in procs:
-            assert proc.stdout is not None
-            out = proc.stdout.read()
-            if proc.wait(timeout=60) != 0 or not out.strip():
-                _fail(procs, stderr, f"{config.system} worker failed to stop cleanly")
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-    handled = [int(r["handled"]) for r in reports]
-    if sum(handled) != jobs:
-        print(f"  warning: {config.system} ran {sum(handled)} jobs for {jobs} added", flush=True)
-    busy = None
-    if cpu0 and cpu1 and cpu1[1] > cpu0[1]:
-        busy = (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])
-    return Throughput(
-        elapsed,
-        handled,
-        sum(float(r["cpu_s"]) for r in reports),
-        max(float(r["startup_s"]) for r in reports),
-        busy,
-    )
-
-
-def zw_worker_main(argv: list[str]) -> None:
-    """Child process: ``_zw-worker URL SCHEMA CONCURRENCY LOCAL_QUEUE [PROFILE]`` (the
-    counterpart of graphile_process.mjs's ``worker`` mode)."""
-    url, schema, concurrency, local_queue = argv[:4]
-    profile_path = argv[4] if len(argv) > 4 else None
-    handled = 0
-
-    async def noop(payload: Any, helpers: Any) -> None:
-        nonlocal handled
-        handled += 1
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        options = WorkerOptions(
-            connection=url,
-            schema=schema,
-            concurrency=int(concurrency),
-            local_queue_size=int(local_queue),
-            complete_job_batch_delay=0,
-            fail_job_batch_delay=0,
-            handle_signals=False,
-        )
-        # Node has loaded all of graphile-worker before it says "ready"; anyio imports its
-        # asyncio backend on first use, so load it now to keep import time off the clock.
-        importlib.import_module("anyio._backends._asyncio")
-        print("ready", flush=True)
-        await reader.readline()  # "go"
-        profiler = None
-        if profile_path:
-            import cProfile
-
-            profiler = cProfile.Profile(time.process_time)  # CPU time, not waits
-            profiler.enable()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        pool = await run({"noop": noop}, options)
-        startup = time.perf_counter() - t0
-        stop = asyncio.ensure_future(reader.readline())  # "stop" or EOF
-        died = asyncio.ensure_future(pool.wait())
-        await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
-        await pool.stop()
-        cpu = time.process_time() - cpu0
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(profile_path)
-        print(json.dumps({"handled": handled, "cpu_s": cpu, "startup_s": startup}), flush=True)
-
-    asyncio.run(main())
-
-
-# --------------------------------------------------------------------------- latency
-
-
-async def zw_latency(
-    url: str, local_queue: int, count: int, interval: float, warmup: int
-) -> list[float]:
-    """Idle zodworker pool in this process; jobs added from a second connection of it."""
-    total = count + warmup
-    added: list[float] = [0.0] * total
-    started: list[float] = [0.0] * total
-    seen = 0
-    all_started = asyncio.Event()
-    listening = asyncio.Event()
-    events = Events()
-    events.on("pool:listen:success", lambda _event: listening.set())
-
-    async def noop(payload: Any, helpers: Any) -> None:
-        nonlocal seen
-        started[payload["i"]] = time.perf_counter()
-        seen += 1
-        if seen == total:
-            all_started.set()
-
-    pool = await run(
-        {"noop": noop},
-        WorkerOptions(
-            connection=url,
-            schema=ZW_SCHEMA,
-            concurrency=CONCURRENCY,
-            local_queue_size=local_queue,
-            complete_job_batch_delay=0,
-            fail_job_batch_delay=0,
-            handle_signals=False,
-            events=events,
-        ),
-    )
-    store = Store(ZW_SCHEMA)
-    try:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await asyncio.wait_for(listening.wait(), 30)
-            await asyncio.sleep(0.2)  # let the first fetch finish
-            t0 = time.perf_counter()
-            for i in range(total):
-                delay = t0 + i * interval - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                added[i] = time.perf_counter()
-                await store.add_job(conn, "noop", {"i": i})
-            await asyncio.wait_for(all_started.wait(), 60)
-    finally:
-        await pool.stop()
-    return [(started[i] - added[i]) * 1000 for i in range(warmup, total)]
-
-
-def gw_latency(url: str, local_queue: int, count: int, interval: float, warmup: int) -> list[float]:
-    from tests.support.graphile import node_conninfo
-
-    node = _node()
-    proc = subprocess.run(
-        _node_cmd(
-            node,
-            "latency",
-            node_conninfo(url),
-            GW_SCHEMA,
-            str(CONCURRENCY),
-            str(local_queue),
-            str(count),
-            str(interval * 1000),
-            str(warmup),
-        ),
-        cwd=node.cache_dir,
-        env=_node_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"graphile-worker latency run failed:\n{proc.stderr}")
-    latencies: list[float] = json.loads(proc.stdout.strip().splitlines()[-1])["latencies_ms"]
-    return latencies
-
-
-def run_latency(
-    url: str, system: str, local_queue: int, count: int, interval: float, warmup: int
-) -> list[float]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("delete from {}._private_jobs").format(sql.Identifier(SCHEMAS[system]))
-        )
-    vacuum(url, SCHEMAS[system])
-    if system == "zodworker":
-        return asyncio.run(zw_latency(url, local_queue, count, interval, warmup))
-    return gw_latency(url, local_queue, count, interval, warmup)
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
+        print(f"  {value.seconds:.2f}s ({value.rate:,.0f} jobs/s)", flush=True)
 
 
 # --------------------------------------------------------------------------- report
+
+
+def paired(rows: list[dict[str, Any]], a: str, b: str) -> list[tuple[Any, Any]]:
+    return [(row[a], row[b]) for row in rows if a in row and b in row]
+
+
+def _cell(values: Sequence[float], fmt: str) -> str:
+    return format(statistics.median(values), fmt) if values else "-"
+
+
+def report(results: Results, args: argparse.Namespace) -> dict[str, Any]:
+    """Print the tables; return the summary (for --json)."""
+    summary: dict[str, Any] = {}
+    print(f"\n{'measure':<50} {'zodworker':>10} {'graphile':>10}  ratio: median of pairs")
+    print(f"{'-' * 50} {'-' * 10} {'-' * 10}  {'-' * 44}")
+    for label, rows in results.throughput.items():
+        ours = [r["zodworker"].rate for r in rows if "zodworker" in r]
+        theirs = [r["graphile-worker"].rate for r in rows if "graphile-worker" in r]
+        ratios = [z.rate / g.rate for z, g in paired(rows, "zodworker", "graphile-worker")]
+        text = spread(ratios).ratio() if ratios else "-"
+        print(
+            f"{label + ' (jobs/s)':<50} {_cell(ours, ',.0f'):>10} {_cell(theirs, ',.0f'):>10}"
+            f"  {text}"
+        )
+        summary[label] = {"zodworker": ours, "graphile-worker": theirs, "ratios": ratios}
+    for label, samples in results.latency.items():
+        if label.endswith("raw floor"):
+            continue
+        for p in (50, 99):
+            ours = [runs.percentile(r["zodworker"], p) for r in samples if "zodworker" in r]
+            theirs = [
+                runs.percentile(r["graphile-worker"], p) for r in samples if "graphile-worker" in r
+            ]
+            ratios = [
+                runs.percentile(g, p) / runs.percentile(z, p)
+                for z, g in paired(samples, "zodworker", "graphile-worker")
+            ]
+            text = spread(ratios).ratio() if ratios else "-"
+            name = f"{label} p{p} (ms)"
+            print(f"{name:<50} {_cell(ours, '.2f'):>10} {_cell(theirs, '.2f'):>10}  {text}")
+            summary[name] = {"zodworker": ours, "graphile-worker": theirs, "ratios": ratios}
+    print("\nratio > 1: zodworker better (throughput ours/theirs, latency theirs/ours)")
+    _latency_floor(results, summary)
+    _scale_and_backlog(results, summary)
+    _details(results)
+    print(
+        f"\nload average (1 min) before each pair: {', '.join(f'{x:.2f}' for x in results.loads)}"
+    )
+    for line in results.dropped:
+        print(f"dropped: {line}")
+    print(
+        f"\n{SETTINGS}\n  workload  throughput: --jobs {args.jobs}; latency: "
+        f"{args.latency_samples} jobs per run after {args.warmup} warm-up, "
+        f"{args.interval_ms:g} ms apart"
+    )
+    summary["loads"] = results.loads
+    summary["dropped"] = results.dropped
+    return summary
+
+
+def _latency_floor(results: Results, summary: dict[str, Any]) -> None:
+    floor = results.latency.get(latency_label(0))
+    if not floor:
+        return
+    print("\nlatency against the raw floor (LISTEN + one claiming UPDATE), per pair:")
+    raw = [runs.percentile(r["raw"], 50) for r in floor if "raw" in r]
+    print(f"  raw floor p50 {spread(raw).value(' ms')}")
+    summary["raw floor p50 (ms)"] = raw
+    for label in (latency_label(LOCAL_QUEUE), latency_label(-1)):
+        rows = results.latency.get(label, [])
+        for system in ("zodworker", "graphile-worker"):
+            over = [
+                runs.percentile(row[system], 50) - runs.percentile(base["raw"], 50)
+                for row, base in zip(rows, floor, strict=False)
+                if system in row and "raw" in base
+            ]
+            tail = [
+                runs.percentile(row[system], 99) / runs.percentile(row[system], 50)
+                for row in rows
+                if system in row
+            ]
+            if over:
+                print(
+                    f"  {system:<16} {label[9:]:<15} p50 over the floor "
+                    f"{spread(over).value(' ms')}; p99/p50 {spread(tail).value('', 2)}"
+                )
+                summary[f"{label} {system} p50 over floor (ms)"] = over
+
+
+def _scale_and_backlog(results: Results, summary: dict[str, Any]) -> None:
+    cores = os.cpu_count() or 1
+    scale = {k: v for k, v in results.throughput.items() if k.startswith("scale")}
+    if scale:
+        print(
+            "\nscaling out (local queue 500; medians over pairs): jobs/s, client connections"
+            " per process, database CPU per job"
+        )
+        for label, rows in scale.items():
+            processes = int(label.split()[1])
+            for system in ("zodworker", "graphile-worker"):
+                runs_of = [r[system] for r in rows if system in r]
+                if not runs_of:
+                    continue
+                conns = [t.connections / processes for t in runs_of]
+                db_us = [(t.other_cpu_s(cores) or 0) / t.jobs * 1e6 for t in runs_of]
+                print(
+                    f"  {label[7:]:<12} {system:<16} {_cell([t.rate for t in runs_of], ',.0f'):>8}"
+                    f" jobs/s  {_cell(conns, '.1f'):>5} conn/process  {_cell(db_us, '.0f'):>5}"
+                    " us DB CPU/job"
+                )
+    for label, rows in results.throughput.items():
+        if not label.startswith("backlog"):
+            continue
+        print(f"\n{label}: jobs/s per tenth of the drain (median over pairs), memory")
+        for system in ("zodworker", "graphile-worker"):
+            runs_of = [r[system] for r in rows if system in r]
+            if not runs_of:
+                continue
+            windows = [_window_rates(t) for t in runs_of]
+            per_window = [
+                statistics.median(w[i] for w in windows if len(w) > i)
+                for i in range(max(len(w) for w in windows))
+            ]
+            rss = [mb for t in runs_of for _, mb in t.rss_mb]
+            print(
+                f"  {system:<16} whole drain {_cell([t.rate for t in runs_of], ',.0f')} jobs/s;"
+                f" windows [{', '.join(f'{x:,.0f}' for x in per_window)}]"
+            )
+            if rss:
+                print(
+                    f"  {'':<16} RSS {min(rss):.0f}-{max(rss):.0f} MB "
+                    f"(first {runs_of[0].rss_mb[0][1]:.0f}, last {runs_of[0].rss_mb[-1][1]:.0f})"
+                )
+            summary[f"{label} {system} windows"] = per_window
+            summary[f"{label} {system} rss_mb"] = [t.rss_mb for t in runs_of]
+
+
+def _window_rates(t: Throughput) -> list[float]:
+    rates, last_n, last_t = [], 0, 0.0
+    for n, s in t.progress:
+        if s > last_t:
+            rates.append((n - last_n) / (s - last_t))
+        last_n, last_t = n, s
+    return rates
+
+
+def _details(results: Results) -> None:
+    cores = os.cpu_count() or 1
+    print("\ndetails per pair (jobs/s; worker CPU us/job; other CPU us/job, mostly PostgreSQL):")
+    for label, rows in results.throughput.items():
+        for system in ("zodworker", "graphile-worker"):
+            cells = []
+            for row in rows:
+                t = row.get(system)
+                if t is None:
+                    cells.append("-")
+                    continue
+                other = t.other_cpu_s(cores)
+                cells.append(
+                    f"{t.rate:,.0f} ({t.worker_cpu_s / t.jobs * 1e6:.0f}; "
+                    f"{other / t.jobs * 1e6 if other is not None else 0:.0f})"
+                )
+            print(f"  {label:<40} {system:<16} {' | '.join(cells)}")
 
 
 def print_profile(path: str, limit: int = 25) -> None:
@@ -469,155 +344,87 @@ def print_profile(path: str, limit: int = 25) -> None:
         stats.strip_dirs().sort_stats(key).print_stats(limit)
 
 
-def _ratio(num: float | None, den: float | None) -> str:
-    return f"{num / den:>6.2f}x" if num and den else f"{'-':>7}"
+# --------------------------------------------------------------------------- command line
 
 
-def report(results: Results, args: argparse.Namespace) -> None:
-    print(
-        f"\n{'measure':<52} {'zodworker':>11} {'graphile-worker':>16} {'ratio':>7}\n"
-        f"{'-' * 52} {'-' * 11} {'-' * 16} {'-' * 7}"
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--database-url")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=DEFAULT_PAIRS,
+        help=f"interleaved pairs per measure (default {DEFAULT_PAIRS})",
     )
-    labels = sorted({c.label for c in results.throughput}, key=lambda s: ("2 proc" in s, s))
-    for label in labels:
-        rates = {
-            config.system: args.jobs / statistics.median(r.seconds for r in runs)
-            for config, runs in results.throughput.items()
-            if config.label == label
-        }
-        ours, theirs = rates.get("zodworker"), rates.get("graphile-worker")
-        print(
-            f"{label + ' (jobs/s)':<52} {f'{ours:,.0f}' if ours else '-':>11} "
-            f"{f'{theirs:,.0f}' if theirs else '-':>16} {_ratio(ours, theirs)}"
-        )
-    for local_queue in sorted({lq for _, lq in results.latency}, reverse=True):
-        lq = f"local queue {local_queue}" if local_queue > 0 else "no local queue"
-        stats = {
-            system: percentiles(values)
-            for (system, q), values in results.latency.items()
-            if q == local_queue
-        }
-        for p in ("p50", "p95", "p99"):
-            ours = stats.get("zodworker", {}).get(p)
-            theirs = stats.get("graphile-worker", {}).get(p)
-            print(
-                f"{f'enqueue-to-start latency {p}, {lq} (ms)':<52} "
-                f"{f'{ours:.2f}' if ours else '-':>11} {f'{theirs:.2f}' if theirs else '-':>16} "
-                f"{_ratio(theirs, ours)}"
-            )
-    print(
-        "\nratio > 1: zodworker better (throughput zodworker/graphile-worker, "
-        "latency graphile-worker/zodworker)"
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per throughput run")
+    parser.add_argument("--latency-samples", type=int, default=200, help="jobs per latency run")
+    parser.add_argument("--interval-ms", type=float, default=20.0)
+    parser.add_argument("--warmup", type=int, default=10, help="latency jobs not counted")
+    parser.add_argument(
+        "--only",
+        default="throughput,latency",
+        help="comma-separated: throughput, latency (default both; '' for none)",
     )
-    cores = os.cpu_count() or 1
-    print(
-        f"\ndetails: throughput is the median of {args.rounds} round(s) (each round's jobs/s "
-        "in brackets); for that median run: start-up (go -> run() returned), CPU seconds of "
-        f"the worker process(es) and of the rest of the machine's {cores} cores (mostly "
-        "PostgreSQL), and jobs run per process"
+    parser.add_argument(
+        "--scale",
+        default="",
+        help="worker process counts to draw the scaling curve for, e.g. 1,2,4,8",
     )
-    for config, runs in results.throughput.items():
-        mid = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-        other = "?"
-        if mid.machine_busy is not None:
-            other = f"{mid.machine_busy * cores * mid.seconds - mid.worker_cpu_s:.2f}s"
-        each = ", ".join(f"{args.jobs / r.seconds:,.0f}" for r in runs)
-        print(
-            f"  {config.system:<16} {config.label:<40} [{each}]\n"
-            f"  {'':<16} {mid.seconds:.2f}s, start-up {mid.startup_s * 1000:.0f} ms, worker CPU "
-            f"{mid.worker_cpu_s:.2f}s ({mid.worker_cpu_s / args.jobs * 1e6:.0f} us/job), "
-            f"other CPU {other}, jobs per process {mid.handled}"
-        )
-    for label in labels:
-        runs = {c.system: r for c, r in results.throughput.items() if c.label == label}
-        if len(runs) == 2:
-            paired = ", ".join(
-                f"{theirs.seconds / ours.seconds:.2f}"
-                for ours, theirs in zip(runs["zodworker"], runs["graphile-worker"], strict=True)
-            )
-            print(f"  ratio per round, {label:<40} [{paired}]")
-    for (system, local_queue), values in results.latency.items():
-        print(
-            f"  {system:<16} latency, local queue {local_queue:<4} n={len(values)} "
-            f"min {min(values):.2f} ms, mean {statistics.fmean(values):.2f} ms, "
-            f"max {max(values):.2f} ms"
-        )
-    print(
-        f"\n{SETTINGS}\n  workload  throughput: {args.jobs} jobs added beforehand in batches of "
-        f"{ADD_BATCH}; clock from 'go' to an empty jobs table (checked every "
-        f"{POLL_EMPTY_EVERY * 1000:.0f} ms)\n            latency: per round {args.latency_samples} "
-        f"jobs (after {args.warmup} warm-up jobs) added {args.interval_ms:g} ms apart, in the\n"
-        "            worker's own process, from a separate connection; percentiles over all "
-        "rounds' samples"
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="also drain this many queued jobs (e.g. 1000000)"
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5,000 jobs, 100 latency samples, 2 pairs: a smoke run, not a result",
+    )
+    parser.add_argument("--no-node", action="store_true", help="measure zodworker only")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="afterwards, run the 1-process zodworker throughput under cProfile, "
+        "save the stats to FILE and print the top functions",
+    )
+    args = parser.parse_args(argv)
+    args.only = {part.strip() for part in args.only.split(",") if part.strip()}
+    args.scale = [int(n) for n in args.scale.split(",") if n.strip()]
+    if args.quick:
+        args.jobs, args.latency_samples, args.pairs = 5_000, 100, 2
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    return args
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_zw-worker":
-        zw_worker_main(sys.argv[2:])
+        runs.zw_worker_main(sys.argv[2:])
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--database-url")
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--latency-samples", type=int, default=200, help="per round")
-    parser.add_argument("--interval-ms", type=float, default=20.0)
-    parser.add_argument("--warmup", type=int, default=10, help="latency jobs not counted")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="repetitions: throughput is their median, latency pools their samples",
-    )
-    parser.add_argument("--quick", action="store_true", help="--jobs 5000 --latency-samples 100")
-    parser.add_argument("--no-node", action="store_true", help="measure zodworker only")
-    parser.add_argument(
-        "--profile",
-        metavar="FILE",
-        help="afterwards, run the 1-process zodworker throughput once more under cProfile, "
-        "save the stats to FILE and print the top functions",
-    )
-    args = parser.parse_args()
-    if args.quick:
-        args.jobs, args.latency_samples = 5_000, 100
-
+    args = parse_args()
     url = resolve_connection(args.database_url)
-    systems = [s for s in SYSTEMS if s == "zodworker" or not args.no_node]
-    setup_schemas(url, with_node=not args.no_node)
-    results = Results()
-    started = time.perf_counter()
-    for round_no in range(args.rounds):
-        order = systems if round_no % 2 == 0 else systems[::-1]  # who goes first alternates
-        configs = [
-            Config(system, processes, local_queue)
-            for processes, local_queue in ((1, LOCAL_QUEUE), (1, -1), (2, LOCAL_QUEUE))
-            for system in order
-        ]
-        for config in configs:
-            print(f"[round {round_no + 1}] {config.system}: {config.label} ...", flush=True)
-            result = run_throughput(url, config, args.jobs)
-            results.throughput.setdefault(config, []).append(result)
-            print(f"  {result.seconds:.2f}s ({args.jobs / result.seconds:,.0f} jobs/s)", flush=True)
-        for local_queue in (LOCAL_QUEUE, -1):
-            for system in order:
-                print(
-                    f"[round {round_no + 1}] {system}: latency, local queue {local_queue} ...",
-                    flush=True,
-                )
-                values = run_latency(
-                    url,
-                    system,
-                    local_queue,
-                    args.latency_samples,
-                    args.interval_ms / 1000,
-                    args.warmup,
-                )
-                results.latency.setdefault((system, local_queue), []).extend(values)
-                print(f"  p50 {statistics.median(values):.2f} ms", flush=True)
-    print(f"\nmeasured in {time.perf_counter() - started:.0f}s")
-    report(results, args)
+    systems = [s for s in runs.SYSTEMS if s == "zodworker" or not args.no_node]
+    runs.setup_schemas(url, with_node=not args.no_node)
+    results = measure(args, url, systems)
+    summary = report(results, args)
+    if args.json:
+        raw = {
+            k: [{s: asdict(t) for s, t in row.items()} for row in rows]
+            for k, rows in results.throughput.items()
+        }
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "summary": summary,
+                    "throughput": raw,
+                    "args": {**vars(args), "only": sorted(args.only)},
+                },
+                indent=1,
+                default=str,
+            )
+        )
     if args.profile:
         print("\nprofiling zodworker (1 process, local queue 500) ...", flush=True)
-        result = run_throughput(
+        result = runs.run_throughput(
             url, Config("zodworker", 1, LOCAL_QUEUE), args.jobs, profile=args.profile
         )
         print(f"  {result.seconds:.2f}s under cProfile")
