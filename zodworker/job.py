@@ -13,6 +13,7 @@ incremented when it was locked) -> deleted on success, or back to ``waiting`` wi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, get_args
@@ -95,6 +96,11 @@ class Job(msgspec.Struct, kw_only=True):
 
 
 _encoder = msgspec.json.Encoder()
+_packer = msgspec.msgpack.Encoder()
+# A non-finite float in MessagePack: 0xcb (float64) then 0x7ff../0xfff.., or 0xca (float32)
+# then 0x7f8../0xff8... UTF-8 text never has 0xcb or 0xca followed by 0x7f or 0xff, so a miss
+# proves a value holds no NaN or infinity; a hit (rarely by chance) only costs the walk.
+_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]|\xca[\x7f\xff][\x80-\xff]")
 
 
 def encode_payload(payload: Any, field: str = "payload") -> str:
@@ -114,8 +120,9 @@ def encode_checked(value: Any, payload: Any, field: str) -> bytes:
     :func:`encode_payload`; errors name ``field`` and the path inside the payload."""
     try:
         encoded = _encoder.encode(value)
-        # Both are rare; only then is the payload walked to find the culprit (or clear it).
-        if b"null" in encoded or b"\\u0000" in encoded:
+        # NaN and infinities become null; typed payloads hold nulls all the time, so a null
+        # is followed up by a cheap exact test before the payload is walked.
+        if b"\\u0000" in encoded or (b"null" in encoded and _may_hold_non_finite(payload)):
             _refuse_lossy(msgspec.to_builtins(payload), field)
     except PayloadEncodeError:
         raise
@@ -131,6 +138,15 @@ def encode_checked(value: Any, payload: Any, field: str) -> bytes:
             "int, float, bool, None, datetime, UUID, msgspec Struct, dataclass)",
         ) from None
     return encoded
+
+
+def _may_hold_non_finite(value: Any) -> bool:
+    """False only when ``value`` surely holds no NaN or infinity (see ``_NON_FINITE``)."""
+    try:
+        packed = _packer.encode(value)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return True  # cannot tell: walk it
+    return _NON_FINITE.search(packed) is not None
 
 
 def _refuse_lossy(value: Any, path: str) -> None:
