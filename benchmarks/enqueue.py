@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pairs import DEFAULT_PAIRS, load_average, order, spread  # noqa: E402
+from runs import GW_SCHEMA, ZW_SCHEMA, setup_schemas  # noqa: E402
 
 from catalog import TASK_OPTIONS, sample_payload  # noqa: E402
 from zodworker import (  # noqa: E402
@@ -41,13 +42,10 @@ from zodworker import (  # noqa: E402
     Store,
     TaskCatalog,
     ZodWorker,
-    migrate,
     resolve_connection,
     task,
 )
 
-ZW_SCHEMA = "zw_bench"
-GW_SCHEMA = "gw_bench"
 TASKS = ["startRun", "deliverEvent", "scheduleEmail", "indexEndpoint", "runFinished"]
 
 
@@ -161,15 +159,7 @@ def main() -> None:
     url = resolve_connection(args.database_url)
     payloads = make_payloads(1000)
 
-    async def setup() -> None:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for schema in (ZW_SCHEMA, GW_SCHEMA):
-                await conn.execute(
-                    sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema))
-                )
-            await migrate(conn, schema=ZW_SCHEMA)
-
-    asyncio.run(setup())
+    setup_schemas(url, with_node=False)  # graphile_enqueue.mjs migrates its own schema
     sides = [s for s in SIDES if s != "graphile-worker" or not args.no_node]
     results: list[dict[str, dict[str, float]]] = []
     loads: list[float] = []
