@@ -71,8 +71,11 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     flags: Sequence[str] | None = None
 
 
-class Job(msgspec.Struct, kw_only=True):
-    """One row of the jobs table, with its task identifier and queue name resolved."""
+class Job(msgspec.Struct):
+    """One row of the jobs table, with its task identifier and queue name resolved.
+
+    Build it with keywords; the database layer builds it positionally (in field order),
+    which costs a tenth as much per row on the fetch path."""
 
     id: int
     task_identifier: str

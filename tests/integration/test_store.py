@@ -560,3 +560,54 @@ async def test_keyed_adds_retry_when_graphile_workers_functions_drop_them(
         assert isinstance(added, list)
         assert sorted((job.payload["v"], job.key) for job in added) == [(3, "k2"), (4, None)]
         assert all(job.id != again.id for job in added)
+
+
+async def test_every_job_field_comes_from_its_own_column(db_url: str) -> None:
+    """Job rows are built positionally: each field must hold its own column's value. A job
+    with a distinct value in every column is read back through a job-returning query and
+    compared with the table row as JSON."""
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await _compare_job_fields(conn)
+
+
+async def _compare_job_fields(conn: psycopg.AsyncConnection[Any]) -> None:
+    from zodworker import Store as AsyncStore
+    from zodworker.admin import Admin
+
+    for other in ("before-1", "before-2"):  # so that task_id and job_queue_id differ
+        await AsyncStore().add_job(conn, other, {})
+    job = await AsyncStore().add_job(
+        conn,
+        "fields",
+        {"p": 1},
+        queue_name="fq",
+        run_at=datetime.now(UTC) - timedelta(minutes=5),
+        max_attempts=7,
+        job_key="fk",
+        priority=3,
+        flags=["f1"],
+    )
+    await lock_job(conn, job.id, "field-worker", age="1 minute")
+    await conn.execute(
+        "update graphile_worker._private_jobs set last_error = 'boom', revision = 2 where id = %s",
+        (job.id,),
+    )
+    view = await Admin().get_job(conn, job.id)
+    assert view is not None
+    got = view.job
+    cur = await conn.execute(
+        "select to_jsonb(j) from graphile_worker._private_jobs j where id = %s", (job.id,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    table: dict[str, Any] = row[0]
+    stamps = ("run_at", "created_at", "updated_at", "locked_at")
+    for name in ("id", "payload", "priority", "attempts", "max_attempts", "last_error",
+                 "key", "locked_by", "revision", "flags", "task_id", "job_queue_id",
+                 "is_available"):  # fmt: skip
+        assert getattr(got, name) == table[name], name
+    for name in stamps:
+        assert getattr(got, name) == datetime.fromisoformat(table[name]), name
+    assert (got.task_identifier, got.queue_name) == ("fields", "fq")
+    assert (got.attempts, got.revision, got.is_available) == (1, 2, False)
+    assert got.task_id != got.job_queue_id
