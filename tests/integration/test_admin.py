@@ -16,7 +16,7 @@ import pytest
 from tests.support.dbtools import lock_job, wait_until
 from tests.support.pools import pool_options
 from tests.support.stores import FLAVOURS, Flavour, SyncStoreFacade
-from zodworker import JobHelpers, JobSpec, Store, WorkerOptions, WorkerPool
+from zodworker import Events, JobHelpers, JobSpec, Store, WorkerOptions, WorkerPool
 from zodworker.admin import Admin, JobFilter, SyncAdmin
 
 pytestmark = pytest.mark.anyio
@@ -191,9 +191,10 @@ async def test_a_paused_queue_holds_off_workers_across_restarts_and_the_4_hour_s
             + [JobSpec(identifier="rec", payload={"n": 100})],
         )
         for name in ("first", "second"):  # a restart: nothing of the pause is in the pool
-            async with WorkerPool({"rec": record}, _options(db_url, name)):
+            looked = _empty_fetches()
+            async with WorkerPool({"rec": record}, _options(db_url, name, events=looked[0])):
                 await wait_until(lambda: _true(100 in ran), what="the unqueued job")
-                await asyncio.sleep(0.3)
+                await _fetched_nothing_after(looked)  # the held jobs were there to take
         assert ran == [100]
         # upstream's sweep, a day later: locks older than 4 hours are freed; the pause is not
         await c.execute(
@@ -202,8 +203,10 @@ async def test_a_paused_queue_holds_off_workers_across_restarts_and_the_4_hour_s
         )
         # someone cleared the lock by hand: a pool pauses the queue again
         await c.execute(f"select {Q}.force_unlock_workers(array['zodworker:paused'])")
-        async with WorkerPool({"rec": record}, _options(db_url, "third")):
-            await asyncio.sleep(0.5)
+        looked = _empty_fetches()
+        async with WorkerPool({"rec": record}, _options(db_url, "third", events=looked[0])):
+            await _fetched_nothing_after(looked)
+            assert ran == [100]
             assert await admin.resume_queue(c, "held")
             await wait_until(lambda: _true(sorted(ran) == [0, 1, 2, 100]), what="the queue")
 
@@ -268,6 +271,20 @@ async def test_cancellation_is_polled_when_no_notification_arrives(db_url: str) 
             await Admin().cancel_job(c, job.id)
             await asyncio.wait_for(aborted.wait(), 5)
             assert time.monotonic() - asked < 2.5  # the poll runs every second
+
+
+def _empty_fetches() -> tuple[Events, list[asyncio.Event]]:
+    """Events whose fetches that found nothing set the latest asyncio.Event in the list."""
+    events, seen = Events(), [asyncio.Event()]
+    events.on("worker:getJob:empty", lambda _event: seen[-1].set())
+    return events, seen
+
+
+async def _fetched_nothing_after(looked: tuple[Events, list[asyncio.Event]]) -> None:
+    """Wait for the next fetch that finds nothing (every job it could take is held)."""
+    fresh = asyncio.Event()
+    looked[1].append(fresh)
+    await asyncio.wait_for(fresh.wait(), 10)
 
 
 def _options(db_url: str, pool_id: str, **overrides: Any) -> WorkerOptions:
