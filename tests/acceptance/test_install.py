@@ -67,22 +67,19 @@ def test_pip_install_then_migrate_from_outside_the_checkout(
     samples = ROOT / "tests" / "typing"
     for name in ("sample_ok.py", "sample_wrong_payload.py"):
         (tmp_path / name).write_text((samples / name).read_text())
-    ok = subprocess.run(
-        [str(python), "-m", "mypy", "--strict", "--no-incremental", "sample_ok.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+
+    def mypy(sample: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(python), "-m", "mypy", "--strict", "--no-incremental", sample],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    ok = mypy("sample_ok.py")
     assert ok.returncode == 0, ok.stdout
-    wrong = subprocess.run(
-        [str(python), "-m", "mypy", "--strict", "--no-incremental", "sample_wrong_payload.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    wrong = mypy("sample_wrong_payload.py")
     assert wrong.returncode == 1, wrong.stdout
     assert "sample_wrong_payload.py:21: error" in wrong.stdout and "StartRun" in wrong.stdout
