@@ -17,7 +17,7 @@ then the face (``catalog``, ``typed``, ``tracing``, ``client``, ``service``, ``c
 
 from .catalog import NOT_GIVEN, EnqueueOptions, NotGiven, PayloadCodec, TaskCatalog, TaskDef, task
 from .client import ZodWorker
-from .config import Cleanup, MetricsOptions, Reporter, WorkerOptions
+from .config import Cleanup, FetchAhead, MetricsOptions, Reporter, WorkerOptions
 from .cron import CronTick, Recurring, recurring
 from .db import (
     AsyncTarget,
@@ -87,6 +87,7 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "Event",
     "EventName",
     "Events",
+    "FetchAhead",
     "Handler",
     "JobHelpers",
     "MetricsOptions",

@@ -16,19 +16,31 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .errors import ConfigError
 from .events import Events
 from .job import DEFAULT_SCHEMA
 
-__all__ = ["Cleanup", "ForbiddenFlags", "MetricsOptions", "Reporter", "WorkerOptions"]
+__all__ = [
+    "FETCH_AHEAD",
+    "Cleanup",
+    "FetchAhead",
+    "ForbiddenFlags",
+    "MetricsOptions",
+    "Reporter",
+    "WorkerOptions",
+]
 
 ForbiddenFlags = (
     Sequence[str] | Callable[[], Sequence[str] | Awaitable[Sequence[str] | None] | None] | None
 )
 """Jobs carrying any of these flags are not fetched. A callable (sync or async) is
 evaluated before each fetch, so the set can change at run time (e.g. rate limits)."""
+
+FetchAhead = Literal["auto", "always", "never"]
+"""When a pool with a local queue fetches its next batch before the buffer is empty."""
+FETCH_AHEAD: Final[tuple[FetchAhead, ...]] = ("auto", "always", "never")
 
 _MAX_SECONDS: Final = 7 * 24 * 3600.0
 
@@ -66,6 +78,11 @@ class WorkerOptions:
     where LISTEN cannot work and no direct URL is available)."""
     local_queue_size: int = -1
     """Jobs fetched per query and held locally; -1 fetches only for idle slots."""
+    local_queue_fetch_ahead: FetchAhead = "auto"
+    """With a local queue, fetch the next batch while this one runs, when jobs are started
+    faster than a fetch takes (the buffer then holds up to twice ``local_queue_size``):
+    ``"auto"`` while this is the only live zodworker pool on the schema, ``"always"``, or
+    ``"never"`` (fetch only into an empty buffer, as graphile-worker does)."""
     local_queue_ttl: float = 300.0
     """Locally held jobs not started within this many seconds are returned."""
     local_queue_refetch_delay: float = 0.0
@@ -109,6 +126,11 @@ class WorkerOptions:
         _seconds(self, "poll_interval", low=0.001)
         _seconds(self, "local_queue_ttl", low=0.001)
         _seconds(self, "local_queue_refetch_delay", low=0.0)
+        if self.local_queue_fetch_ahead not in FETCH_AHEAD:
+            raise ConfigError(
+                "local_queue_fetch_ahead",
+                f"is {self.local_queue_fetch_ahead!r}; use one of {', '.join(FETCH_AHEAD)}",
+            )
         _seconds(self, "graceful_shutdown_abort_timeout", low=0.0)
         _seconds(self, "heartbeat_interval", low=0.01)
         _seconds(self, "recovery_timeout", low=0.03)

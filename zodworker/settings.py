@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import MetricsOptions, WorkerOptions
+from .config import FETCH_AHEAD, MetricsOptions, WorkerOptions
 from .errors import ConfigError, UnknownOptionError
 
 __all__ = ["SETTINGS", "Setting", "Settings", "load_settings"]
@@ -104,6 +104,9 @@ SETTINGS: Final = (
     _s("local_queue_size", "int", -1, "worker",
        "jobs fetched per query and held locally (-1: only for idle slots)",
        "--local-queue-size", metavar="N"),
+    _s("local_queue_fetch_ahead", "str", "auto", "worker",
+       "with a local queue, fetch the next batch while this one runs (auto: when alone)",
+       choices=FETCH_AHEAD),
     _s("local_queue_ttl", "float", 300.0, "worker",
        "seconds a locally held job may wait before it is given back"),
     _s("complete_job_batch_delay", "float", 0.0, "worker",

@@ -245,6 +245,11 @@ set locked_at = '9999-01-01 00:00:00+00', locked_by = 'zodworker:paused'
 from :SCHEMA._zodworker_paused_queues as paused
 where job_queues.queue_name = paused.queue_name and job_queues.locked_at is null;
 
+-- name: live_pools
+-- How many zodworker pools hold a live lease on this schema (this one included): a pool
+-- fetches ahead only while it is the only one (see zodworker.worker.local_queue).
+select count(*) from :SCHEMA._zodworker_pools as pools where pools.lease_expires_at > now();
+
 -- name: unserved_tasks
 -- Tasks with jobs ready for over %(waited)s seconds that no live zodworker pool runs,
 -- looking at no more than %(limit)s such jobs (bounded work on a big backlog). Pools from

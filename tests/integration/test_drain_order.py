@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.dbtools import count_jobs, wait_until
 from tests.support.pools import pool_options
-from zodworker import JobHelpers, JobSpec, Store, WorkerPool
+from zodworker import Event, Events, JobHelpers, JobSpec, Store, WorkerPool
 
 pytestmark = pytest.mark.anyio
 
@@ -42,6 +42,7 @@ async def test_two_buffering_pools_drain_20000_jobs_in_20_queues_in_order(db_url
         for queue in range(QUEUES)
     ]
     runs: dict[int, list[tuple[int, float, float, str]]] = defaultdict(list)
+    ahead: Counter[str] = Counter()  # fetches started while the pool still held jobs
     ran: Counter[tuple[int, int]] = Counter()
 
     def make_step(pool_name: str) -> Any:
@@ -58,6 +59,15 @@ async def test_two_buffering_pools_drain_20000_jobs_in_20_queues_in_order(db_url
         store = Store()
         for start in range(0, len(specs), 2_000):
             await store.add_jobs(conn, specs[start : start + 2_000])
+
+        def watch(name: str) -> Events:
+            def on_fetch(event: Event) -> None:
+                ahead[name] += event.data["buffered"] > 0
+
+            events = Events()
+            events.on("worker:getJob:start", on_fetch)
+            return events
+
         pools = [
             WorkerPool(
                 {"step": make_step(name)},
@@ -65,7 +75,9 @@ async def test_two_buffering_pools_drain_20000_jobs_in_20_queues_in_order(db_url
                     db_url,
                     pool_id=name,
                     concurrency=8,
-                    local_queue_size=50,
+                    local_queue_size=10,
+                    local_queue_fetch_ahead="always",  # two pools: "auto" would not
+                    events=watch(name),
                     heartbeat_interval=0.5,
                     recovery_timeout=5.0,
                 ),
@@ -90,3 +102,4 @@ async def test_two_buffering_pools_drain_20000_jobs_in_20_queues_in_order(db_url
             assert started >= ended, f"queue q{queue}: job {n} started before the one before ended"
         pools_used.update(pool for *_, pool in entries)
     assert pools_used == {"left", "right"}, "both pools took part"
+    assert ahead["left"] > 0 and ahead["right"] > 0, f"both pools fetched ahead: {ahead}"

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -860,6 +861,79 @@ async def test_jobs_held_locally_past_local_queue_ttl_are_returned(
         release.set()
         await wait_until(lambda: _no_jobs(conn), what="both jobs to run")
     assert runs == {busy: 1, other: 1}
+
+
+async def test_fetch_ahead_holds_at_most_twice_the_local_queue_and_stops_when_slots_stall(
+    conn: AsyncConn, store: Store, db_url: str
+) -> None:
+    # Quick jobs first, so the pool fetches ahead; then every slot blocks. The pool must hold
+    # no more than its running jobs plus twice local_queue_size, and stop fetching while
+    # nothing starts (a pool of stalled or slow jobs does not hoard jobs other pools could run).
+    concurrency, size = 4, 5
+    await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(3000)])
+    release = asyncio.Event()
+    started = 0
+
+    async def handler(payload: Any, helpers: JobHelpers) -> None:
+        nonlocal started
+        started += 1
+        if started > 1000:
+            await release.wait()
+
+    events = Events()
+    log = EventLog(events)
+    opts = options(
+        db_url, concurrency=concurrency, local_queue_size=size, poll_interval=0.05, events=events
+    )
+    async with running({"t": handler}, opts) as pool:
+
+        async def stalled() -> bool:
+            return started >= 1000 + concurrency
+
+        await wait_until(stalled, within=30, what="every slot to block")
+        fetches = log.named("worker:getJob:start")
+        assert any(e.data["buffered"] > 0 for e in fetches), "quick jobs were fetched ahead"
+        quiet_since = [len(fetches), time.monotonic()]
+
+        async def quiet() -> bool:  # no fetch for 20 poll intervals
+            count = len(log.named("worker:getJob:start"))
+            if count != quiet_since[0]:
+                quiet_since[:] = [count, time.monotonic()]
+            return time.monotonic() - quiet_since[1] > 20 * 0.05
+
+        await wait_until(quiet, within=20, what="the stalled pool to stop fetching")
+        held = await scalar(
+            conn, f"select count(*) from {JOBS} where locked_by = %s", (pool.pool_id,)
+        )
+        assert concurrency + size <= held <= concurrency + 2 * size
+        most = max(e.data["buffered"] for e in log.named("worker:getJob:start"))
+        assert most <= size, f"a fetch started while {most} jobs were held"
+        release.set()
+        await wait_until(lambda: _no_jobs(conn), within=30, what="every job to run")
+    assert started == 3000
+
+
+async def test_in_auto_mode_a_pool_that_is_not_alone_does_not_fetch_ahead(
+    conn: AsyncConn, store: Store, db_url: str
+) -> None:
+    # The same quick jobs that a lone pool fetches ahead (the test above), run by a pool that
+    # starts while another pool holds a live lease: it fetches only into an empty buffer.
+    await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(1000)])
+    ran = 0
+
+    async def handler(payload: Any, helpers: JobHelpers) -> None:
+        nonlocal ran
+        ran += 1
+
+    events = Events()
+    log = EventLog(events)
+    opts = options(db_url, concurrency=4, local_queue_size=5, events=events)
+    async with running({"other": handler}, options(db_url)), running({"t": handler}, opts):
+        await wait_until(lambda: _no_jobs(conn), within=30, what="every job to run")
+    fetches = log.named("worker:getJob:start")
+    assert len(fetches) >= 1000 // 5
+    assert all(e.data["buffered"] == 0 for e in fetches), "a fetch started with jobs held"
+    assert ran == 1000
 
 
 # ------------------------------------------------------------------------------------------

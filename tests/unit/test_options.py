@@ -30,6 +30,8 @@ def test_defaults_are_graphile_workers() -> None:
         ("poll_interval", "2s"),
         ("local_queue_size", 0),
         ("local_queue_ttl", -1),
+        ("local_queue_fetch_ahead", True),
+        ("local_queue_fetch_ahead", "on"),
         ("complete_job_batch_delay", -2),
         ("graceful_shutdown_abort_timeout", float("nan")),
         ("schema", ""),

@@ -152,6 +152,11 @@ class WorkerStore:
         rows = await self._pooled("unserved_tasks", {"waited": waited, "limit": 10_000})
         return [(str(name), int(count), oldest) for name, count, oldest in rows]
 
+    async def live_pools(self) -> int:
+        """How many zodworker pools hold a live lease here, this one included."""
+        rows = await self._pooled("live_pools", {})
+        return int(rows[0][0])
+
     async def reapply_pauses(self) -> None:
         """Pause again the paused queues whose lock someone cleared."""
         await self._pooled("reapply_pauses", {})

@@ -10,6 +10,19 @@ in :meth:`LocalQueue.take`. It fetches again when
 * results were written (their named queues are free again),
 * ``poll_interval`` passes (future ``run_at``, retries, lost notifications).
 
+Fetch-ahead (``local_queue_fetch_ahead``) keeps the database busy while the
+pool runs the batch it has: the next batch is fetched while the buffer still holds as many
+jobs as the slots would start in about two fetches' time (the rate jobs were handed out since
+the previous fetch times how long that fetch took, times two), at most ``local_queue_size``.
+A pool busy with quick jobs thus fetches batch N+1 as soon as batch N arrives (the buffer
+holds up to twice ``local_queue_size``); a pool of slow jobs, or one that was idle, fetches
+only when its buffer is empty, as without fetch-ahead, and so holds back no more jobs from
+other pools than it needs. In ``"auto"`` mode (the default) only a pool that is alone
+fetches ahead (it counts the live leases at start and every 10 s): with several pools, each
+one's fetches keep the database busy while the others run jobs, and one more fetch in flight
+per pool only adds lock contention at the head of the jobs index (measured: 2 processes on
+2 cores ran 12% slower with it). ``"always"`` and ``"never"`` override that.
+
 A fetch that returns fewer jobs than asked means "no more for now" until one of those
 happens; ``local_queue_refetch_delay`` can hold the next fetch back a little. Buffered jobs
 not started within ``local_queue_ttl`` are given back (unlocked, attempt returned) so other
@@ -86,6 +99,11 @@ class LocalQueue:
         self._wake = asyncio.Event()
         self._maybe_more = True
         self._stopping = False
+        self._ahead = 0  # fetch again while the buffer holds at most this many jobs
+        self._handed = 0  # jobs handed to slots so far
+        self._handed_mark = 0  # ... at the end of the previous fetch
+        self._mark_time = 0.0  # when the previous fetch ended
+        self._alone = True  # no other live pool (fetch-ahead is for a lone pool)
 
     @property
     def buffered(self) -> int:
@@ -107,7 +125,11 @@ class LocalQueue:
         if self._stopping:
             return None
         if self._buffer:
-            return self._buffer.popleft()[1]
+            job = self._buffer.popleft()[1]
+            self._handed += 1
+            if len(self._buffer) <= self._ahead and self._maybe_more:
+                self._wake.set()  # fetch ahead
+            return job
         future: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         if self._maybe_more:
@@ -118,6 +140,12 @@ class LocalQueue:
         """A slot finished a job: look for the next ones if the buffer is empty."""
         if not self._buffer and (self._maybe_more or self._once):
             self._wake.set()
+
+    def set_live_pools(self, count: int) -> None:
+        """How many pools hold a live lease, this one included (fetch-ahead: module docs)."""
+        self._alone = count <= 1
+        if not self._alone and self._options.local_queue_fetch_ahead == "auto":
+            self._ahead = 0
 
     def pause(self) -> None:
         """Fetch nothing until :meth:`resume` (the pool has no valid lease)."""
@@ -154,7 +182,9 @@ class LocalQueue:
             return 0
         size = self._options.local_queue_size
         if size > 0:
-            return size if not self._buffer and self._waiting else 0
+            if self._buffer:
+                return size if len(self._buffer) <= self._ahead else 0
+            return size if self._waiting else 0
         return len(self._waiting) - len(self._buffer)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -174,7 +204,8 @@ class LocalQueue:
                     if self._must_reconcile:
                         await self._reconcile()
                         self._must_reconcile = False
-                    self._emit("worker:getJob:start")
+                    self._emit("worker:getJob:start", want=want, buffered=len(self._buffer))
+                    started = time.monotonic()
                     jobs = await self._fetch(want)
                 except Exception as exc:
                     if is_connection_error(exc):  # it may have locked jobs we never saw
@@ -186,6 +217,7 @@ class LocalQueue:
                         await asyncio.wait_for(self._stopped.wait(), min(30.0, 0.1 * 2**errors))
                     continue
                 errors = 0
+                self._plan_ahead(started)
                 if len(jobs) < want and not self._wake.is_set():  # keep a wake-up meanwhile
                     self._maybe_more = False
                     last_partial = time.monotonic()
@@ -200,6 +232,19 @@ class LocalQueue:
             except TimeoutError:
                 self._maybe_more = True
             self._expire_buffered()
+
+    def _plan_ahead(self, started: float) -> None:
+        """After a fetch: how low the buffer may run before the next one (see the module
+        docs); 0, fetching only into an empty buffer, when fetch-ahead is off."""
+        size = self._options.local_queue_size
+        mode = self._options.local_queue_fetch_ahead
+        if mode == "never" or (mode == "auto" and not self._alone) or size <= 0:
+            return
+        now = time.monotonic()
+        span = now - self._mark_time
+        rate = (self._handed - self._handed_mark) / span if span > 0 else 0.0
+        self._handed_mark, self._mark_time = self._handed, now
+        self._ahead = min(size, int(2 * rate * (now - started)))
 
     def _fetch_failed(self, exc: Exception, errors: int) -> bool:
         """Report a failed fetch; True when it was one too many (the pool stops)."""
@@ -234,6 +279,7 @@ class LocalQueue:
                 future = self._waiting.popleft()
                 if not future.done():
                     future.set_result(job)
+                    self._handed += 1
                     break
             else:
                 self._buffer.append((now, job))

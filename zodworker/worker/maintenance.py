@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -94,6 +94,8 @@ def pool_loops(
     reset_stale_locks: Callable[[], Awaitable[object]] | None,
     cancellations_for: Callable[[list[int]], Awaitable[list[int]]],
     reapply_pauses: Callable[[], Awaitable[None]],
+    live_pools: Callable[[], Awaitable[int]],
+    on_live_pools: Callable[[int], None],
     running_ids: Callable[[], set[int]],
     cancel_job: Callable[[int], object],
     unserved_tasks: Callable[[float], Awaitable[list[tuple[str, int, datetime]]]] | None,
@@ -105,7 +107,8 @@ def pool_loops(
     """A pool's maintenance: graphile-worker's stale-lock sweep every 8-10 minutes (unless
     ``reset_stale_locks`` is None); cancellations of jobs running here, every second; paused
     queues whose lock someone cleared, paused again before the first fetch and every 10 s
-    (the fetch itself does not look at pauses: that would cost every fetch); the warning
+    (the fetch itself does not look at pauses: that would cost every fetch); the number of
+    live pools, at start and every 10 s, for ``on_live_pools`` (fetch-ahead); the warning
     about jobs waiting for tasks no live pool runs (:func:`unserved_warning`, unless
     ``unserved_tasks`` is None) every ``unserved_every`` seconds."""
 
@@ -122,6 +125,14 @@ def pool_loops(
             name="re-pausing queues",
             logger=logger,
             first_before_started=True,  # before the first fetch
+        ),
+        Periodic(
+            live_pools,
+            interval=10.0,
+            name="counting live pools",
+            logger=logger,
+            first_after=False,
+            on_success=lambda count: on_live_pools(int(cast(int, count))),
         ),
     ]
     if reset_stale_locks is not None:

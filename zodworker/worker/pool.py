@@ -287,6 +287,8 @@ class WorkerPool:
             reset_stale_locks=store.reset_stale_locks if opts.sweep_stale_locks else None,
             cancellations_for=store.cancellations_for,
             reapply_pauses=store.reapply_pauses,
+            live_pools=store.live_pools,
+            on_live_pools=self._queue.set_live_pools,
             running_ids=executor.running_ids,
             cancel_job=executor.cancel_job,
             unserved_tasks=store.unserved_tasks if opts.unserved_warning_interval else None,
