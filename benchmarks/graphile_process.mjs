@@ -10,7 +10,9 @@
 //       `noop`; on a "stop" line (or EOF) stop it gracefully and print one JSON line
 //       {"handled": jobs run by this process, "cpu_s": CPU seconds from "go" to stopped,
 //        "startup_s": seconds from "go" until run() resolved (connected, schema checked),
-//        "progress": [[jobs run, seconds since "go"], ...] every WINDOW jobs (0: none)}.
+//        "first_start": wall clock (s since the epoch) of the first handler start,
+//        "progress": [[jobs run, seconds since "go"], ...] at the first start (0 jobs) and
+//        every WINDOW jobs (0: none)}.
 //   latency  URL SCHEMA CONCURRENCY LOCAL_QUEUE_SIZE COUNT INTERVAL_MS WARMUP
 //       Start a worker pool, wait until its LISTEN connection is up, then add WARMUP + COUNT
 //       jobs one at a time INTERVAL_MS apart from a separate pool (makeWorkerUtils) in this
@@ -69,6 +71,7 @@ if (mode === "migrate") {
   const window = Number(rest[0] ?? 0);
   const progress = [];
   let handled = 0;
+  let first = 0; // wall clock (s) of the first handler start: the parent's clock starts there
   console.log("ready");
   await lines.next(); // "go"
   const cpu0 = process.cpuUsage();
@@ -76,6 +79,10 @@ if (mode === "migrate") {
   const runner = await run(
     workerOptions({
       noop: async () => {
+        if (!handled) {
+          first = (performance.timeOrigin + performance.now()) / 1000;
+          progress.push([0, Number(process.hrtime.bigint() - t0) / 1e9]);
+        }
         handled++;
         if (window && handled % window === 0) {
           progress.push([handled, Number(process.hrtime.bigint() - t0) / 1e9]);
@@ -94,7 +101,9 @@ if (mode === "migrate") {
   await runner.stop();
   const cpu = cpuSeconds(cpu0);
   rl.close();
-  console.log(JSON.stringify({ handled, cpu_s: cpu, startup_s: startup, progress }));
+  console.log(
+    JSON.stringify({ handled, cpu_s: cpu, startup_s: startup, first_start: first, progress }),
+  );
 } else if (mode === "latency") {
   const [count, intervalMs, warmup] = rest.map(Number);
   const total = count + warmup;

@@ -310,7 +310,7 @@ def _scale_and_backlog(results: Results, summary: dict[str, Any]) -> None:
 def _window_rates(t: Throughput) -> list[float]:
     rates, last_n, last_t = [], 0, 0.0
     for n, s in t.progress:
-        if s > last_t:
+        if s > last_t and n > last_n:  # the first entry (0 jobs) is the first handler start
             rates.append((n - last_n) / (s - last_t))
         last_n, last_t = n, s
     return rates

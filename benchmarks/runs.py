@@ -68,6 +68,7 @@ class Throughput:
     worker_cpu_s: float
     startup_s: float  # go -> run() returned (connect, schema check), slowest process
     machine_busy: float | None  # share of all cores busy during the run (0..1)
+    from_go_s: float = 0.0  # go -> drained (``seconds``: first handler start -> drained)
     connections: int = 0  # most client connections seen at once (all processes)
     progress: list[tuple[int, float]] = field(default_factory=list)  # (handled, s), process 1
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (s, MB), process 1
@@ -80,7 +81,8 @@ class Throughput:
         """CPU seconds the rest of the machine (mostly PostgreSQL) used during the run."""
         if self.machine_busy is None:
             return None
-        return self.machine_busy * cores * self.seconds - self.worker_cpu_s
+        window = self.from_go_s or self.seconds  # busy was sampled from go to drained
+        return self.machine_busy * cores * window - self.worker_cpu_s
 
 
 class RunFailed(RuntimeError):
@@ -287,6 +289,7 @@ def run_throughput(
                     memory.append((now, mb))
                 next_rss = now + 1.0
             time.sleep(poll_every)
+        drained = time.time()
         elapsed = time.perf_counter() - t0
         cpu1 = cpu_busy()
         reports = _stop(procs, stderr, config.system)
@@ -296,13 +299,15 @@ def run_throughput(
     busy = None
     if cpu0 and cpu1 and cpu1[1] > cpu0[1]:
         busy = (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])
+    started = [float(r["first_start"]) for r in reports if r.get("first_start")]
     return Throughput(
         jobs,
-        elapsed,
+        drained - min(started) if started else elapsed,
         handled,
         sum(float(r["cpu_s"]) for r in reports),
         max(float(r["startup_s"]) for r in reports),
         busy,
+        from_go_s=elapsed,
         connections=most,
         progress=[(int(n), float(t)) for n, t in reports[0].get("progress", [])],
         rss_mb=memory,
@@ -333,9 +338,13 @@ def zw_worker_main(argv: list[str]) -> None:
     handled = 0
     progress: list[tuple[int, float]] = []
     t0 = 0.0
+    first = 0.0  # wall clock of the first handler start (the parent's clock starts there)
 
     async def noop(payload: Any, helpers: Any) -> None:
-        nonlocal handled
+        nonlocal handled, first
+        if not handled:
+            first = time.time()
+            progress.append((0, time.perf_counter() - t0))
         handled += 1
         if window and handled % window == 0:
             progress.append((handled, time.perf_counter() - t0))
@@ -376,7 +385,13 @@ def zw_worker_main(argv: list[str]) -> None:
         if profiler is not None and profile_path:
             profiler.disable()
             profiler.dump_stats(profile_path)
-        report = {"handled": handled, "cpu_s": cpu, "startup_s": startup, "progress": progress}
+        report = {
+            "handled": handled,
+            "cpu_s": cpu,
+            "startup_s": startup,
+            "first_start": first,
+            "progress": progress,
+        }
         print(json.dumps(report), flush=True)
 
     asyncio.run(main())
