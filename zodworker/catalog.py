@@ -20,7 +20,10 @@ A payload type is a pydantic model, a msgspec Struct, or any type pydantic can v
 task up (an unknown name is a :class:`~zodworker.errors.CatalogError` listing close names),
 validate the payload (:class:`~zodworker.errors.PayloadValidationError` naming the field), and
 overlay the call's options on the task's defaults (an option not given keeps the default;
-``None`` clears it; ``0`` stays ``0``).
+``None`` clears it; ``0`` stays ``0``). :func:`build_specs` does the same for a batch,
+validating the payloads of each task in one call (about half the cost per job); a batch
+with an invalid payload gets the error the first invalid item would get from
+:func:`build_spec`.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "TaskCatalog",
     "TaskDef",
     "build_spec",
+    "build_specs",
     "task",
 ]
 
@@ -58,7 +62,7 @@ TaskHandler = Callable[[P, Any], Any]
 class PayloadCodec(Generic[P]):
     """Validates payloads of one type and converts them to and from JSON-ready values."""
 
-    __slots__ = ("_adapter", "_dump", "_kind", "_validate", "type")
+    __slots__ = ("_adapter", "_dump", "_dump_many", "_kind", "_validate", "_validate_many", "type")
 
     def __init__(self, payload_type: type[P]) -> None:
         self.type = payload_type
@@ -71,6 +75,9 @@ class PayloadCodec(Generic[P]):
             # the compiled validator and serializer, without TypeAdapter's per-call wrapping
             self._validate = adapter.validator.validate_python
             self._dump = adapter.serializer.to_python
+            many = pydantic.TypeAdapter(list[payload_type])  # type: ignore[valid-type]
+            self._validate_many = many.validator.validate_python
+            self._dump_many = many.serializer.to_python
 
     def validate(self, value: Any, *, task: str) -> P:
         """``value`` (an instance, or JSON-like data) as a valid payload; else raise
@@ -101,6 +108,23 @@ class PayloadCodec(Generic[P]):
         if self._kind == "msgspec":
             return msgspec.to_builtins(payload)
         return self._dump(payload, mode="json")
+
+    def validate_many(self, values: list[Any], *, task: str) -> tuple[list[P], list[Any]]:
+        """Each of ``values`` validated as :meth:`validate` does, and its JSON-ready form
+        (:meth:`to_json`), in one call each; on any invalid value the error :meth:`validate`
+        raises for the first one."""
+        try:
+            if self._kind == "msgspec":
+                data = [msgspec.to_builtins(v) if isinstance(v, self.type) else v for v in values]
+                valid: list[P] = msgspec.convert(data, list[self.type])  # type: ignore[name-defined]
+                return valid, msgspec.to_builtins(valid)
+            data = [v.model_dump() if isinstance(v, pydantic.BaseModel) else v for v in values]
+            valid = self._validate_many(data)
+            return valid, self._dump_many(valid, mode="json")
+        except (pydantic.ValidationError, msgspec.ValidationError):
+            for value in values:  # raises the first one's error, as one by one would
+                self.validate(value, task=task)
+            raise
 
 
 _UNSET: Any = object()
@@ -266,27 +290,67 @@ class EnqueueOptions(TypedDict, total=False):
     flags: Sequence[str] | NotGiven | None
 
 
-def build_spec(
-    catalog: TaskCatalog, task: object, payload: Any, options: EnqueueOptions
-) -> tuple[JobSpec, JobKeyMode | None]:
-    """The job to add for ``payload`` of ``task``, and its key mode (see the module docs)."""
+def _resolve(catalog: TaskCatalog, task: object) -> TaskDef[Any]:
     if not isinstance(task, (TaskDef, str)):
         raise CatalogError(
             f"expected a task of the catalog (Catalog.name) or its identifier, not {task!r}"
         )
-    spec = catalog.resolve(task)
-    valid = spec.codec.validate(payload, task=spec.identifier)
-    # Only queue_name and job_key may be callables of the payload; the rest are values.
+    return catalog.resolve(task)
+
+
+def _job(spec: TaskDef[Any], valid: Any, payload: Any) -> JobSpec:
+    """The job for a validated payload with the task's defaults (only queue_name and
+    job_key may be callables of the payload; the rest are values)."""
     queue, key = spec.queue_name, spec.job_key
-    job = JobSpec(
+    return JobSpec(
         identifier=spec.identifier,
-        payload=spec.codec.to_json(valid),
+        payload=payload,
         queue_name=queue(valid) if callable(queue) else queue,
         max_attempts=spec.max_attempts,
         job_key=key(valid) if callable(key) else key,
         priority=spec.priority,
         flags=spec.flags,
     )
+
+
+def build_specs(
+    catalog: TaskCatalog, items: Sequence[tuple[object, Any]]
+) -> list[tuple[JobSpec, JobKeyMode | None]]:
+    """:func:`build_spec` with no options for each ``(task, payload)``, validating the
+    payloads of each task together (see the module docs)."""
+    looked_up: dict[object, TaskDef[Any]] = {}  # by name, or by id of a TaskDef
+    groups: dict[str, tuple[TaskDef[Any], list[int]]] = {}
+    specs: list[TaskDef[Any]] = []
+    for index, (task, _) in enumerate(items):
+        by = task if isinstance(task, str) else id(task)
+        spec = looked_up.get(by)
+        if spec is None:
+            spec = looked_up[by] = _resolve(catalog, task)
+        specs.append(spec)
+        groups.setdefault(spec.identifier, (spec, []))[1].append(index)
+    built: list[tuple[JobSpec, JobKeyMode | None]] = [None] * len(items)  # type: ignore[list-item]
+    try:
+        for spec, indices in groups.values():
+            valid, payloads = spec.codec.validate_many(
+                [items[i][1] for i in indices], task=spec.identifier
+            )
+            mode = spec.job_key_mode
+            for i, one, payload in zip(indices, valid, payloads, strict=True):
+                built[i] = (_job(spec, one, payload), mode)
+    except PayloadValidationError:
+        for (_, payload), spec in zip(items, specs, strict=True):  # the first one's error
+            spec.codec.validate(payload, task=spec.identifier)
+        raise
+    return built
+
+
+def build_spec(
+    catalog: TaskCatalog, task: object, payload: Any, options: EnqueueOptions
+) -> tuple[JobSpec, JobKeyMode | None]:
+    """The job to add for ``payload`` of ``task``, and its key mode (see the module docs)."""
+    spec = _resolve(catalog, task)
+    valid = spec.codec.validate(payload, task=spec.identifier)
+    job = _job(spec, valid, spec.codec.to_json(valid))
     mode = spec.job_key_mode
     if not options:  # the common case, e.g. batches
         return job, mode

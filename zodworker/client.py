@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from . import housekeeping
-from .catalog import EnqueueOptions, TaskCatalog, TaskDef, build_spec
+from .catalog import EnqueueOptions, TaskCatalog, TaskDef, build_spec, build_specs
 from .config import Cleanup, MetricsOptions, Reporter, WorkerOptions
 from .cron import CronJob, Recurring, check_recurring
 from .db.connect import Database, conninfo_of
@@ -314,7 +314,7 @@ class ZodWorker:
     ) -> list[Job]:
         """Validate and add many jobs in one statement (key mode ``replace``, or
         ``preserve_run_at`` when every keyed task asks for it)."""
-        built = [build_spec(self.catalog, task, payload, {}) for task, payload in items]
+        built = build_specs(self.catalog, items)
         modes = {mode for spec, mode in built if spec.job_key is not None}
         if "unsafe_dedupe" in modes or len(modes) > 1:
             raise ConfigError(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from zodworker import CatalogError, JobSpecError, PayloadValidationError, TaskCatalog, task
-from zodworker.catalog import PayloadCodec
+from zodworker.catalog import PayloadCodec, build_spec, build_specs
 
 
 class User(BaseModel):
@@ -91,3 +94,50 @@ def test_msgspec_payloads_validate_and_round_trip() -> None:
     assert info.value.field == "payload.n"
     with pytest.raises(PayloadValidationError):
         codec.validate(Ping(n="x"), task="ping")  # type: ignore[arg-type]  # built unchecked
+
+
+_ITEMS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("signup"),
+            st.one_of(
+                st.builds(
+                    lambda email, day: {
+                        "user": {"email": email},
+                        "at": f"2026-01-{day:02d}T00:00Z",
+                    },
+                    st.sampled_from(["a@b", "x@y.z", "no-at-sign"]),
+                    st.integers(1, 28),
+                ),
+                st.just({"user": {}}),
+                st.builds(
+                    lambda: Signup(user=User(email="m@n"), at=datetime(2026, 1, 1, tzinfo=UTC))
+                ),
+            ),
+        ),
+        st.tuples(
+            st.sampled_from(["ping", Accounts.ping]),
+            st.one_of(
+                st.builds(lambda n: {"n": n}, st.integers(-5, 5)),
+                st.just({"n": "three"}),
+                st.builds(lambda n: Ping(n=n, tags=["t"]), st.integers(0, 3)),
+            ),
+        ),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ITEMS)
+def test_a_batch_builds_what_one_by_one_builds_and_fails_alike(items: list[Any]) -> None:
+    catalog = Accounts()
+
+    def outcome(build: Any) -> Any:
+        try:
+            return build()
+        except PayloadValidationError as exc:
+            return ("error", exc.task, exc.field, str(exc))
+
+    one_by_one = outcome(lambda: [build_spec(catalog, t, p, {}) for t, p in items])
+    assert outcome(lambda: build_specs(catalog, items)) == one_by_one
