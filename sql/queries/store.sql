@@ -25,6 +25,49 @@ left join :SCHEMA._private_tasks as tasks on tasks.id = added.task_id
 left join :SCHEMA._private_job_queues as job_queues on job_queues.id = added.job_queue_id
 where added.id is not null;
 
+-- name: add_job_lean
+-- add_job's common case in one insert: no job key, a task (and a queue, when one is named)
+-- that exists already. The row and the NOTIFY are those add_job produces (add_jobs with
+-- one spec; the notification is sent for the inserted row). No row back when the task or
+-- the queue is new: the store then runs add_job, which creates them. Parameters:
+-- identifier, queue_name, payload, run_at, max_attempts, priority, flags, queue_name.
+with task as (
+  select tasks.id, tasks.identifier
+  from :SCHEMA._private_tasks as tasks
+  where tasks.identifier = %s::text
+),
+queue as (
+  select job_queues.id, job_queues.queue_name
+  from :SCHEMA._private_job_queues as job_queues
+  where job_queues.queue_name = %s::text
+),
+added as (
+  insert into :SCHEMA._private_jobs (
+    job_queue_id, task_id, payload, run_at, max_attempts, key, priority, flags
+  )
+  select
+    queue.id,
+    task.id,
+    coalesce(%s::json, '{}'::json),
+    coalesce(%s::timestamptz, now()),
+    coalesce(%s::smallint, 25::smallint),
+    null,
+    coalesce(%s::smallint, 0::smallint),
+    (select jsonb_object_agg(flag, true) from unnest(%s::text[]) as flag)
+  from task
+  left join queue on true
+  where %s::text is null or queue.id is not null
+  returning *
+),
+notified as (
+  select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":1}') from added
+)
+select added.*, task.identifier, queue.queue_name
+from added
+cross join task
+left join queue on true
+cross join (select count(*) from notified) as sent;
+
 -- name: add_jobs
 -- Parameters: a JSON array of objects named like job_spec's attributes; preserve run_at.
 select added.*, tasks.identifier, job_queues.queue_name

@@ -46,7 +46,7 @@ from psycopg.types.json import Json
 
 from tests.conftest import create_database, drop_database
 from tests.support.graphile import graphile_worker
-from zodworker import migrate
+from zodworker import SyncStore, migrate
 
 pytestmark = pytest.mark.node
 
@@ -63,6 +63,13 @@ RUN_AT: dict[RunAt, dt.datetime | None] = {
     "past": dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
     "future": dt.datetime(2999, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
 }
+
+# The columns of _private_jobs (a Job has them all, plus the task and queue names).
+JOB_COLUMNS = (
+    "id", "job_queue_id", "task_id", "payload", "priority", "run_at", "attempts",
+    "max_attempts", "last_error", "created_at", "updated_at", "key", "locked_at",
+    "locked_by", "revision", "flags", "is_available",
+)  # fmt: skip
 
 # Columns of a _private_jobs row left out of comparisons: ids are per schema (job, task and
 # queue are compared by position / name instead).
@@ -126,6 +133,21 @@ class AddJob(_Op):
     # False: a None argument is left out (the function's default applies);
     # True: it is passed as an explicit SQL NULL.
     explicit_nulls: bool = False
+
+
+@dataclass(frozen=True, repr=False)
+class StoreAddJob(_Op):
+    """zodworker's ``Store.add_job`` (its lean single insert when there is no key and the
+    task and queue exist, else the schema's add_job) against graphile-worker's add_job."""
+
+    identifier: str
+    payload: Any = None
+    queue_name: str | None = None
+    run_at: RunAt = None
+    max_attempts: int | None = None
+    job_key: str | None = None
+    priority: int | None = None
+    flags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -199,6 +221,7 @@ class MakeDead(_Op):
 
 Op = (
     AddJob
+    | StoreAddJob
     | AddJobs
     | RemoveJob
     | CompleteJobs
@@ -261,6 +284,17 @@ add_job = st.builds(
     job_key_mode=key_modes,
     explicit_nulls=st.booleans(),
 )
+store_add_job = st.builds(
+    StoreAddJob,
+    identifier=identifiers,
+    payload=payloads.filter(lambda p: p is not JSON_NULL),  # None is {} for the store
+    queue_name=queue_names,
+    run_at=run_ats,
+    max_attempts=max_attempts,
+    job_key=st.sampled_from([None, None, None, "k1"]),
+    priority=priorities,
+    flags=flag_sets,
+)
 add_jobs = st.builds(
     AddJobs,
     specs=st.lists(specs, max_size=3).map(tuple),
@@ -279,6 +313,7 @@ fail = st.builds(Fail, nth_locked=st.integers(0, 2))
 # jobs, so that the others mostly find something to act on.
 WEIGHTED_OPS: list[tuple[st.SearchStrategy[Any], int]] = [
     (add_job, 6),
+    (store_add_job, 4),
     (add_jobs, 2),
     (lock, 4),
     (fail, 2),
@@ -379,6 +414,22 @@ def _execute(conn: Conn, s: str, op: Op, ids: Sequence[int]) -> Outcome:
                 params,
             )
             return Outcome("row", None, raw=rows)
+        case StoreAddJob() if s == GW:  # the oracle: graphile-worker's add_job function
+            fields = {f.name: getattr(op, f.name) for f in dataclasses.fields(op)}
+            return _execute(conn, s, AddJob(**fields), ids)
+        case StoreAddJob():
+            job = SyncStore(s).add_job(
+                conn,
+                op.identifier,
+                op.payload,
+                queue_name=op.queue_name,
+                run_at=RUN_AT[op.run_at],
+                max_attempts=op.max_attempts,
+                job_key=op.job_key,
+                priority=op.priority,
+                flags=_flags(op.flags),
+            )
+            return Outcome("row", None, raw=[{c: getattr(job, c) for c in JOB_COLUMNS}])
         case AddJobs():
             spec_sql = sql.SQL(
                 "row(%s::text, %s::json, %s::text, %s::timestamptz, %s::smallint, %s::text,"

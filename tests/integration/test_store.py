@@ -413,6 +413,7 @@ async def test_rollback_leaves_no_job_and_sends_no_notify(
         await listener.execute('listen "jobs:insert"')
         async with flavour.connect(db_url) as conn:
             await store.add_job(conn, "t", {"n": 1})
+            await store.add_job(conn, "t", {"n": 2})  # the task is known now: lean insert
             await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
             await conn.rollback()
             assert await count_jobs(conn) == 0
@@ -428,15 +429,18 @@ async def test_commit_delivers_exactly_one_notify_per_call(
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
         await listener.execute('listen "jobs:insert"')
         async with flavour.connect(db_url) as conn:
-            async with conn.transaction():
-                await store.add_job(conn, "t", {"n": 1})
+            # a new task or queue goes through the schema's add_job; a known one is the
+            # store's lean insert, which must notify exactly as add_job does
+            for queue in (None, None, "q", "q"):
+                async with conn.transaction():
+                    await store.add_job(conn, "t", {"n": 1}, queue_name=queue)
             async with conn.transaction():
                 await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
             await conn.execute("""select pg_notify('jobs:insert', 'sentinel')""")
             await conn.commit()
         seen = await _notifications(listener, "sentinel")
-        assert [n["count"] for n in seen] == [1, 2]
-        assert all(isinstance(n["r"], float) for n in seen)
+        assert [n["count"] for n in seen] == [1, 1, 1, 1, 2]
+        assert all(set(n) == {"r", "count"} and isinstance(n["r"], float) for n in seen)
 
 
 async def test_an_exception_in_the_callers_block_rolls_the_job_back(

@@ -141,8 +141,16 @@ def add_jobs_payload(specs: Sequence[JobSpec]) -> str | None:
 
 
 def plan_add_job(spec: JobSpec, job_key_mode: JobKeyMode | None) -> Plan[Job]:
-    """Add one job; return it (for a keyed job: the row that now holds the key)."""
+    """Add one job; return it (for a keyed job: the row that now holds the key). A job
+    without a key whose task (and queue) exist is one lean insert (``add_job_lean``, the
+    same row and NOTIFY); the rest goes through the schema's add_job."""
     params = add_job_params(spec, job_key_mode)
+    if spec.job_key is None:
+        identifier, payload, queue, run_at, max_attempts, _, priority, flags, _ = params
+        lean = (identifier, queue, payload, run_at, max_attempts, priority, flags, queue)
+        added: list[Job] = yield Call("add_job_lean", lean)
+        if added:
+            return added[0]
     for _ in range(ADD_RETRIES):
         jobs = yield from _jobs(Call("add_job", params))
         if jobs:
