@@ -82,7 +82,9 @@ class Event:
     duration: float | None = None
     """Seconds, for job:success / job:error / job:complete (handler run time)."""
     data: dict[str, Any] = field(default_factory=dict)
-    """Anything else the event carries (e.g. ``count`` for pool:listen:notification)."""
+    """Anything else the event carries (e.g. ``count`` for pool:listen:notification;
+    ``want`` and ``buffered``, the jobs asked for and those still held, for
+    worker:getJob:start)."""
 
 
 Listener = Callable[[Event], object]
