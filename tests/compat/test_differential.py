@@ -136,18 +136,10 @@ class AddJob(_Op):
 
 
 @dataclass(frozen=True, repr=False)
-class StoreAddJob(_Op):
+class StoreAddJob(Spec):
     """zodworker's ``Store.add_job`` (its lean single insert when there is no key and the
-    task and queue exist, else the schema's add_job) against graphile-worker's add_job."""
-
-    identifier: str
-    payload: Any = None
-    queue_name: str | None = None
-    run_at: RunAt = None
-    max_attempts: int | None = None
-    job_key: str | None = None
-    priority: int | None = None
-    flags: tuple[str, ...] | None = None
+    task and queue exist, else the schema's add_job) against graphile-worker's add_job,
+    with the fields of one job_spec."""
 
 
 @dataclass(frozen=True, repr=False)
