@@ -123,7 +123,7 @@ async def test_node_and_python_workers_share_a_named_queue(gw: GraphileWorker, d
         cur = await conn.execute("select count(distinct n) from runs")
         assert await cur.fetchone() == (total,)  # ...and none is missing
         cur = await conn.execute("select worker, count(*) from runs group by worker order by 1")
-        by_worker = dict(await cur.fetchall())
+        by_worker: dict[str, int] = dict(await cur.fetchall())
         assert by_worker.get("node", 0) > 0 and by_worker.get("python", 0) > 0, by_worker
 
         cur = await conn.execute(
