@@ -913,6 +913,48 @@ async def test_fetch_ahead_holds_at_most_twice_the_local_queue_and_stops_when_sl
     assert started == 3000
 
 
+async def test_a_job_whose_row_cannot_be_decoded_does_not_stop_its_batch_or_the_pool(
+    conn: AsyncConn, store: Store, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A payload nested deeper than the JSON decoder allows, as raw SQL (or Node) may add it,
+    # in the middle of a batch: the other jobs of the batch run, the pool keeps going, and
+    # the bad one stays locked under the pool's lease until the pool ends it.
+    await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(5)])
+    deep = "[" * 2000 + "]" * 2000
+    cur = await conn.execute("select id from graphile_worker.add_job('t', %s::json)", (deep,))
+    (bad,) = await cur.fetchone()  # type: ignore[misc]
+    await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(5, 10)])
+    ran: list[int] = []
+
+    async def handler(payload: Any, helpers: JobHelpers) -> None:
+        ran.append(payload["n"])
+
+    opts = options(db_url, concurrency=2, local_queue_size=20)
+    async with running({"t": handler}, opts) as pool:
+
+        async def others_ran() -> bool:
+            return sorted(ran) == list(range(10))
+
+        await wait_until(others_ran, what="the decodable jobs of the batch to run")
+        assert await _locked_by(conn, bad) == pool.pool_id
+        await store.add_job(conn, "t", {"n": 10})  # the pool still works
+        await wait_until(lambda: _no_jobs_but(conn, bad), what="a later job to run")
+    assert "could not be decoded" in caplog.text
+    assert await _locked_by(conn, bad) is None  # released when the pool ended
+
+
+async def _locked_by(conn: AsyncConn, job_id: int) -> str | None:
+    # not must_get: the test's own connection cannot decode that payload either
+    locked_by: str | None = await scalar(
+        conn, f"select locked_by from {JOBS} where id = %s", (job_id,)
+    )
+    return locked_by
+
+
+async def _no_jobs_but(conn: AsyncConn, job_id: int) -> bool:
+    return await scalar(conn, f"select count(*) from {JOBS} where id <> %s", (job_id,)) == 0
+
+
 async def test_in_auto_mode_a_pool_that_is_not_alone_does_not_fetch_ahead(
     conn: AsyncConn, store: Store, db_url: str
 ) -> None:

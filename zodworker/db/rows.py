@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, overload
 
 import psycopg
+from psycopg import pq
+from psycopg.adapt import Transformer
 from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
@@ -29,11 +31,13 @@ __all__ = [
     "JOB_COLUMNS",
     "AsyncConn",
     "AsyncTarget",
+    "LazyRows",
     "Params",
     "SyncConn",
     "SyncTarget",
     "borrow",
     "borrow_sync",
+    "claim",
     "fetch",
     "fetch_sync",
     "is_connection_error",
@@ -235,3 +239,47 @@ def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
     """Whether the statement returned a result set (cheaper than building ``description``)."""
     result = cur.pgresult
     return result is not None and result.status == _TUPLES_OK
+
+
+class LazyRows(Sequence[Any]):
+    """The rows of one statement's result, each decoded when first read (the local queue
+    reads a fetched job when a slot takes it, so decoding stays off the fetch's path).
+    ``lease`` is the ``locked_by`` every row was claimed under."""
+
+    __slots__ = ("_make", "_rows", "_tx", "lease")
+
+    def __init__(self, tx: Any, count: int, make: RowMaker[Any], lease: str) -> None:
+        self._tx = tx
+        self._make = make
+        self._rows: list[Any] = [None] * count
+        self.lease = lease
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._rows)))]
+        row = self._rows[index]
+        if row is None:
+            row = self._rows[index] = self._tx.load_row(index, self._make)
+        return row
+
+
+async def claim(
+    conn: AsyncConn, query: bytes, params: Params, rows: RowFactory[Any], lease: str
+) -> LazyRows:
+    """Run a row-returning statement; its rows are decoded when read (:class:`LazyRows`)."""
+    with translate_errors():
+        async with conn.cursor(row_factory=rows, binary=True) as cur:
+            await cur.execute(query, params)
+            result = cur.pgresult
+            if result is None or result.status != _TUPLES_OK:
+                return LazyRows(None, 0, rows(cur), lease)  # type: ignore[arg-type]
+            tx = Transformer.from_context(cur)
+            tx.set_pgresult(result, format=pq.Format.BINARY)
+            return LazyRows(tx, result.ntuples, rows(cur), lease)  # type: ignore[arg-type]

@@ -19,9 +19,16 @@ import msgspec
 from psycopg.rows import RowFactory, tuple_row
 
 from ..errors import DatabaseError
-from ..job import Job
 from .connect import Database
-from .rows import Params, fetch, is_connection_error, job_rows, translate_errors
+from .rows import (
+    LazyRows,
+    Params,
+    claim,
+    fetch,
+    is_connection_error,
+    job_rows,
+    translate_errors,
+)
 
 __all__ = ["Failure", "WorkerStore"]
 
@@ -113,10 +120,26 @@ class WorkerStore:
         await self._pooled("set_pool_tasks", {"pool_id": self.lease_id, "tasks": list(identifiers)})
         return list(names)
 
-    async def get_jobs(self, task_ids: list[int], forbidden: list[str], n: int) -> list[Job]:
-        """Lock and return up to ``n`` runnable jobs (attempts already incremented)."""
-        params = {"pool_id": self.lease_id, "task_ids": task_ids, "forbidden": forbidden, "n": n}
-        return await self._pooled("get_jobs", params, self._jobs)
+    async def get_jobs(self, task_ids: list[int], forbidden: list[str], n: int) -> LazyRows:
+        """Lock and return up to ``n`` runnable jobs (attempts already incremented), each
+        decoded when first read; all are locked by ``lease`` of the result."""
+        lease = self.lease_id
+        params = {"pool_id": lease, "task_ids": task_ids, "forbidden": forbidden, "n": n}
+        query = self._queries["get_jobs"]
+
+        async def once() -> LazyRows:
+            with translate_errors():  # also covers borrowing (a pool timeout)
+                async with self._connections.connection() as conn:
+                    return await claim(conn, query, params, self._jobs, lease)
+
+        try:
+            return await once()
+        except DatabaseError as exc:
+            if not is_connection_error(exc):
+                raise
+        with translate_errors():
+            await self._connections.check()
+        return await once()
 
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""

@@ -45,7 +45,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 from anyio.abc import TaskStatus
@@ -64,7 +64,7 @@ class LocalQueue:
     def __init__(
         self,
         *,
-        fetch: Callable[[int], Awaitable[list[Job]]],
+        fetch: Callable[[int], Awaitable[Sequence[Job]]],
         give_back: Callable[[list[Job]], None],
         lease: Callable[[], str | None],
         reconcile: Callable[[], Awaitable[None]],
@@ -94,7 +94,9 @@ class LocalQueue:
         self._on_finished = on_finished
         self._emit = emit
         self._logger = logger
-        self._buffer: deque[tuple[float, Job]] = deque()
+        # (when fetched, the fetched batch, the job's place in it): a job is decoded when a
+        # slot takes it (the batch may be rows read lazily, see zodworker.db.rows.LazyRows)
+        self._buffer: deque[tuple[float, Sequence[Job], int]] = deque()
         self._waiting: deque[asyncio.Future[Job | None]] = deque()
         self._wake = asyncio.Event()
         self._maybe_more = True
@@ -124,8 +126,11 @@ class LocalQueue:
         """The next job for a slot; None once the queue is stopping."""
         if self._stopping:
             return None
-        if self._buffer:
-            job = self._buffer.popleft()[1]
+        while self._buffer:
+            _, batch, place = self._buffer.popleft()
+            job = self._decoded(batch, place)
+            if job is None:
+                continue
             self._handed += 1
             if len(self._buffer) <= self._ahead and self._maybe_more:
                 self._wake.set()  # fetch ahead
@@ -168,13 +173,14 @@ class LocalQueue:
 
     def drain(self) -> list[Job]:
         """Empty the buffer; return the jobs that were in it."""
-        jobs = [job for _, job in self._buffer]
+        jobs = [self._decoded(batch, place) for _, batch, place in self._buffer]
         self._buffer.clear()
-        return jobs
+        return [job for job in jobs if job is not None]
 
     def buffered_ids(self) -> set[int]:
         """Ids of the jobs held in the buffer."""
-        return {job.id for _, job in self._buffer}
+        jobs = (self._decoded(batch, place) for _, batch, place in self._buffer)
+        return {job.id for job in jobs if job is not None}
 
     def _want(self) -> int:
         """How many jobs to fetch now."""
@@ -268,21 +274,38 @@ class LocalQueue:
         self._on_finished()
         return True
 
-    def _offer(self, jobs: list[Job]) -> None:
+    def _offer(self, jobs: Sequence[Job]) -> None:
         now = time.monotonic()
         lease = self._lease()
-        if any(job.locked_by != lease for job in jobs):  # a lease lost during the fetch
+        claimed = getattr(jobs, "lease", None)  # the lease every job was locked under
+        if claimed != lease and any(job.locked_by != lease for job in jobs):
+            # a lease lost during the fetch
             self._give_back([job for job in jobs if job.locked_by != lease])
             jobs = [job for job in jobs if job.locked_by == lease]
-        for job in jobs:
+        for place in range(len(jobs)):
             while self._waiting:
                 future = self._waiting.popleft()
                 if not future.done():
-                    future.set_result(job)
-                    self._handed += 1
+                    if (job := self._decoded(jobs, place)) is not None:
+                        future.set_result(job)
+                        self._handed += 1
+                    else:
+                        self._waiting.appendleft(future)
                     break
             else:
-                self._buffer.append((now, job))
+                self._buffer.append((now, jobs, place))
+
+    def _decoded(self, batch: Sequence[Job], place: int) -> Job | None:
+        """The job at ``place`` of a fetched batch (decoded now, when the batch is read
+        lazily), or None when its row cannot be decoded (a payload nested deeper than the
+        JSON decoder allows, inserted by other means than zodworker's checked encoder):
+        logged, and left locked under this pool's lease, as a failed fetch would leave it."""
+        try:
+            return batch[place]
+        except Exception as exc:
+            self._emit("worker:getJob:error", error=exc)
+            self._logger.error("a fetched job could not be decoded; left locked: %r", exc)
+            return None
 
     def _expire_buffered(self) -> None:
         """Give back buffered jobs older than local_queue_ttl, so other pools can run them."""
@@ -291,6 +314,8 @@ class LocalQueue:
         limit = time.monotonic() - self._options.local_queue_ttl
         expired: list[Job] = []
         while self._buffer and self._buffer[0][0] < limit:
-            expired.append(self._buffer.popleft()[1])
+            _, batch, place = self._buffer.popleft()
+            if (job := self._decoded(batch, place)) is not None:
+                expired.append(job)
         if expired:
             self._give_back(expired)

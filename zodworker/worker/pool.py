@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -342,7 +342,7 @@ class WorkerPool:
 
     # ---------------------------------------------------------------- what parts are handed
 
-    async def _fetch(self, n: int) -> list[Job]:
+    async def _fetch(self, n: int) -> Sequence[Job]:
         if not self._task_ids:
             self._task_ids = await self._store.register_tasks(list(self._executor.tasks))
         forbidden = await self.options.forbidden_flags_now()
