@@ -214,7 +214,7 @@ async def fetch(
             if json_loads is not None:
                 set_json_loads(json_loads, cur)
             await cur.execute(query, params, prepare=prepare)
-            return await cur.fetchall() if _has_rows(cur) else []
+            return await cur.fetchall() if _row_set(cur) is not None else []
 
 
 def fetch_sync(
@@ -232,13 +232,14 @@ def fetch_sync(
         if json_loads is not None:
             set_json_loads(json_loads, cur)
         cur.execute(query, params, prepare=prepare)
-        return cur.fetchall() if _has_rows(cur) else []
+        return cur.fetchall() if _row_set(cur) is not None else []
 
 
-def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
-    """Whether the statement returned a result set (cheaper than building ``description``)."""
+def _row_set(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> pq.abc.PGresult | None:
+    """The statement's result when it is a set of rows (cheaper than building
+    ``description``)."""
     result = cur.pgresult
-    return result is not None and result.status == _TUPLES_OK
+    return result if result is not None and result.status == _TUPLES_OK else None
 
 
 class LazyRows(Sequence[Any]):
@@ -277,9 +278,10 @@ async def claim(
     with translate_errors():
         async with conn.cursor(row_factory=rows, binary=True) as cur:
             await cur.execute(query, params)
-            result = cur.pgresult
-            if result is None or result.status != _TUPLES_OK:
-                return LazyRows(None, 0, rows(cur), lease)  # type: ignore[arg-type]
+            make = rows(cur)  # type: ignore[arg-type]
+            result = _row_set(cur)
+            if result is None:
+                return LazyRows(None, 0, make, lease)
             tx = Transformer.from_context(cur)
             tx.set_pgresult(result, format=pq.Format.BINARY)
-            return LazyRows(tx, result.ntuples, rows(cur), lease)  # type: ignore[arg-type]
+            return LazyRows(tx, result.ntuples, make, lease)

@@ -11,9 +11,9 @@ job. The lease itself is kept by :mod:`zodworker.db.lease`, on a connection of i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from psycopg.rows import RowFactory, tuple_row
@@ -21,6 +21,7 @@ from psycopg.rows import RowFactory, tuple_row
 from ..errors import DatabaseError
 from .connect import Database
 from .rows import (
+    AsyncConn,
     LazyRows,
     Params,
     claim,
@@ -33,6 +34,7 @@ from .rows import (
 __all__ = ["Failure", "WorkerStore"]
 
 _REGISTER_ROUNDS: Final = 50
+T = TypeVar("T")
 
 
 class Failure(msgspec.Struct, omit_defaults=True):
@@ -77,25 +79,29 @@ class WorkerStore:
     async def _pooled(
         self, name: str, params: Params, rows: RowFactory[Any] = tuple_row
     ) -> list[Any]:
-        """Run a statement on a pooled connection. When the connection turns out to be dead
-        (the server restarted, the network was cut), every idle connection is checked and
-        broken ones dropped, then the statement is tried once more on a fresh connection.
-        Retrying is safe: writes are fenced, and a fetch whose answer was lost is reconciled
-        by the local queue (``return_unknown``)."""
+        """Run a statement on a pooled connection (:meth:`_retried`); return its rows."""
         query = self._queries[name]
+        return await self._retried(lambda conn: fetch(conn, query, params, rows=rows, binary=True))
+
+    async def _retried(self, run: Callable[[AsyncConn], Awaitable[T]]) -> T:
+        """``run`` on a pooled connection. When the connection turns out to be dead (the
+        server restarted, the network was cut), every idle connection is checked and broken
+        ones dropped, then ``run`` is tried once more on a fresh connection. Retrying is
+        safe: writes are fenced, and a fetch whose answer was lost is reconciled by the local
+        queue (``return_unknown``)."""
         try:
-            return await self._once(query, params, rows)
+            return await self._once(run)
         except DatabaseError as exc:
             if not is_connection_error(exc):
                 raise
         with translate_errors():
             await self._connections.check()
-        return await self._once(query, params, rows)
+        return await self._once(run)
 
-    async def _once(self, query: bytes, params: Params, rows: RowFactory[Any]) -> list[Any]:
+    async def _once(self, run: Callable[[AsyncConn], Awaitable[T]]) -> T:
         with translate_errors():  # also covers borrowing (a pool timeout)
             async with self._connections.connection() as conn:
-                return await fetch(conn, query, params, rows=rows, binary=True)
+                return await run(conn)
 
     async def register_tasks(self, identifiers: Sequence[str]) -> list[int]:
         """Make sure the task rows exist; remember and return their ids.
@@ -126,20 +132,7 @@ class WorkerStore:
         lease = self.lease_id
         params = {"pool_id": lease, "task_ids": task_ids, "forbidden": forbidden, "n": n}
         query = self._queries["get_jobs"]
-
-        async def once() -> LazyRows:
-            with translate_errors():  # also covers borrowing (a pool timeout)
-                async with self._connections.connection() as conn:
-                    return await claim(conn, query, params, self._jobs, lease)
-
-        try:
-            return await once()
-        except DatabaseError as exc:
-            if not is_connection_error(exc):
-                raise
-        with translate_errors():
-            await self._connections.check()
-        return await once()
+        return await self._retried(lambda conn: claim(conn, query, params, self._jobs, lease))
 
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""

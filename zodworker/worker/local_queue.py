@@ -166,10 +166,8 @@ class LocalQueue:
         self._stopping = True
         self._stopped.set()
         self.nudge()
-        while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_result(None)
+        while (future := self._next_waiting()) is not None:
+            future.set_result(None)
 
     def drain(self) -> list[Job]:
         """Empty the buffer; return the jobs that were in it."""
@@ -283,17 +281,22 @@ class LocalQueue:
             self._give_back([job for job in jobs if job.locked_by != lease])
             jobs = [job for job in jobs if job.locked_by == lease]
         for place in range(len(jobs)):
-            while self._waiting:
-                future = self._waiting.popleft()
-                if not future.done():
-                    if (job := self._decoded(jobs, place)) is not None:
-                        future.set_result(job)
-                        self._handed += 1
-                    else:
-                        self._waiting.appendleft(future)
-                    break
-            else:
+            future = self._next_waiting()
+            if future is None:
                 self._buffer.append((now, jobs, place))
+            elif (job := self._decoded(jobs, place)) is None:
+                self._waiting.appendleft(future)  # still waiting for a job
+            else:
+                future.set_result(job)
+                self._handed += 1
+
+    def _next_waiting(self) -> asyncio.Future[Job | None] | None:
+        """The first slot still waiting for a job (slots cancelled meanwhile are dropped)."""
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                return future
+        return None
 
     def _decoded(self, batch: Sequence[Job], place: int) -> Job | None:
         """The job at ``place`` of a fetched batch (decoded now, when the batch is read

@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Final, cast
+from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
@@ -112,6 +112,9 @@ def pool_loops(
     about jobs waiting for tasks no live pool runs (:func:`unserved_warning`, unless
     ``unserved_tasks`` is None) every ``unserved_every`` seconds."""
 
+    async def count_pools() -> None:
+        on_live_pools(await live_pools())
+
     async def cancel() -> None:
         running = list(running_ids())
         for job_id in await cancellations_for(running) if running else []:
@@ -127,12 +130,7 @@ def pool_loops(
             first_before_started=True,  # before the first fetch
         ),
         Periodic(
-            live_pools,
-            interval=10.0,
-            name="counting live pools",
-            logger=logger,
-            first_after=False,
-            on_success=lambda count: on_live_pools(int(cast(int, count))),
+            count_pools, interval=10.0, name="counting live pools", logger=logger, first_after=False
         ),
     ]
     if reset_stale_locks is not None:
