@@ -311,7 +311,7 @@ class ZodWorker:
         items: Sequence[tuple[TaskDef[Any] | str, Any]],
         *,
         tx: psycopg.AsyncConnection[Any] | None = None,
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Validate and add many jobs in one statement (key mode ``replace``, or
         ``preserve_run_at`` when every keyed task asks for it)."""
         built = build_specs(self.catalog, items)

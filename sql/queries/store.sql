@@ -79,6 +79,63 @@ left join :SCHEMA._private_tasks as tasks on tasks.id = added.task_id
 left join :SCHEMA._private_job_queues as job_queues on job_queues.id = added.job_queue_id
 where added.id is not null;
 
+-- name: add_jobs_lean
+-- add_jobs' common case in one statement: no spec has a job key, and every task (and named
+-- queue) exists already. The rows, their ids (in the specs' order) and the NOTIFY are those
+-- add_jobs produces, without its upserts of tasks and queues and its keyed-update pass. No
+-- row back when a task or queue is new: the store then runs add_jobs, which creates them.
+-- Parameter: a JSON array of objects named like job_spec's attributes, none with job_key.
+with spec as materialized (
+  select
+    given.ordinality,
+    given.payload,
+    given.run_at,
+    given.max_attempts,
+    given.priority,
+    given.flags,
+    given.queue_name,
+    tasks.id as task_id,
+    job_queues.id as job_queue_id
+  from json_populate_recordset(null:::SCHEMA.job_spec, %s::json) with ordinality as given
+  left join :SCHEMA._private_tasks as tasks on tasks.identifier = given.identifier
+  left join :SCHEMA._private_job_queues as job_queues
+    on job_queues.queue_name = given.queue_name
+),
+known as (
+  select count(*) as specs
+  from spec
+  having count(*) > 0
+    and bool_and(spec.task_id is not null and (spec.queue_name is null or spec.job_queue_id is not null))
+),
+added as (
+  insert into :SCHEMA._private_jobs (
+    job_queue_id, task_id, payload, run_at, max_attempts, key, priority, flags
+  )
+  select
+    spec.job_queue_id,
+    spec.task_id,
+    coalesce(spec.payload, '{}'::json),
+    coalesce(spec.run_at, now()),
+    coalesce(spec.max_attempts, 25),
+    null,
+    coalesce(spec.priority, 0),
+    (select jsonb_object_agg(flag, true) from unnest(spec.flags) as flag)
+  from spec
+  cross join known
+  order by spec.ordinality
+  returning *
+),
+notified as (
+  select pg_notify('jobs:insert', format('{"r":%%s,"count":%%s}', random(), known.specs))
+  from known
+)
+select added.*, tasks.identifier, job_queues.queue_name
+from added
+join :SCHEMA._private_tasks as tasks on tasks.id = added.task_id
+left join :SCHEMA._private_job_queues as job_queues on job_queues.id = added.job_queue_id
+cross join (select count(*) from notified) as sent
+order by added.id;
+
 -- name: remove_job
 select removed.*, tasks.identifier, job_queues.queue_name
 from :SCHEMA.remove_job(%s::text) as removed

@@ -46,7 +46,7 @@ from psycopg.types.json import Json
 
 from tests.conftest import create_database, drop_database
 from tests.support.graphile import graphile_worker
-from zodworker import SyncStore, migrate
+from zodworker import JobSpec, SyncStore, migrate
 
 pytestmark = pytest.mark.node
 
@@ -143,6 +143,14 @@ class StoreAddJob(Spec):
 
 
 @dataclass(frozen=True, repr=False)
+class StoreAddJobs(_Op):
+    """zodworker's ``Store.add_jobs`` (its lean insert when no spec has a key and every task
+    and queue exists, else the schema's add_jobs) against graphile-worker's add_jobs."""
+
+    specs: tuple[Spec, ...]
+
+
+@dataclass(frozen=True, repr=False)
 class AddJobs(_Op):
     specs: tuple[Spec, ...]
     # "omit": argument left out; None: explicit NULL.
@@ -214,6 +222,7 @@ class MakeDead(_Op):
 Op = (
     AddJob
     | StoreAddJob
+    | StoreAddJobs
     | AddJobs
     | RemoveJob
     | CompleteJobs
@@ -293,6 +302,26 @@ add_jobs = st.builds(
     preserve_run_at=st.sampled_from(["omit", None, False, True]),
 )
 
+# Store batches: keys rare (a keyless batch takes the lean insert), at most once each
+store_add_jobs = st.builds(
+    StoreAddJobs,
+    specs=st.lists(
+        st.builds(
+            Spec,
+            identifier=identifiers,
+            payload=payloads.filter(lambda p: p is not JSON_NULL),  # None is {} for the store
+            queue_name=queue_names,
+            run_at=run_ats,
+            max_attempts=max_attempts,
+            job_key=st.sampled_from([None, None, None, None, None, "k1", "k2"]),
+            priority=priorities,
+            flags=flag_sets,
+        ),
+        max_size=3,
+        unique_by=lambda spec: spec.job_key or object(),
+    ).map(tuple),
+)
+
 lock = st.builds(
     Lock,
     nth_lockable=st.integers(0, 2),
@@ -307,6 +336,7 @@ WEIGHTED_OPS: list[tuple[st.SearchStrategy[Any], int]] = [
     (add_job, 6),
     (store_add_job, 4),
     (add_jobs, 2),
+    (store_add_jobs, 2),
     (lock, 4),
     (fail, 2),
     (st.builds(RemoveJob, key=job_keys), 3),
@@ -422,6 +452,28 @@ def _execute(conn: Conn, s: str, op: Op, ids: Sequence[int]) -> Outcome:
                 flags=_flags(op.flags),
             )
             return Outcome("row", None, raw=[{c: getattr(job, c) for c in JOB_COLUMNS}])
+        case StoreAddJobs() if s == GW:  # the oracle: graphile-worker's add_jobs function
+            return _execute(conn, s, AddJobs(op.specs), ids)
+        case StoreAddJobs():
+            jobs = SyncStore(s).add_jobs(
+                conn,
+                [
+                    JobSpec(
+                        identifier=spec.identifier,
+                        payload=spec.payload,
+                        queue_name=spec.queue_name,
+                        run_at=RUN_AT[spec.run_at],
+                        max_attempts=spec.max_attempts,
+                        job_key=spec.job_key,
+                        priority=spec.priority,
+                        flags=_flags(spec.flags),
+                    )
+                    for spec in op.specs
+                ],
+            )
+            return Outcome(
+                "rows", None, raw=[{c: getattr(job, c) for c in JOB_COLUMNS} for job in jobs]
+            )
         case AddJobs():
             spec_sql = sql.SQL(
                 "row(%s::text, %s::json, %s::text, %s::timestamptz, %s::smallint, %s::text,"
@@ -951,6 +1003,20 @@ def _vacuum_now_and_then(conn: Conn) -> None:
         AddJob("c", job_key="k1", explicit_nulls=True),
         AddJobs((Spec("a", job_key="k3"), Spec("b", job_key="k3"))),
         AddJobs(()),
+    ]
+)
+@example(  # the store's lean batch insert (known tasks and queues, no keys) and its fallback
+    ops=[
+        StoreAddJobs((Spec("a", queue_name="q1"), Spec("b"))),
+        StoreAddJobs(
+            (
+                Spec("b", payload=[1], run_at="past", max_attempts=2, priority=-1, flags=("a",)),
+                Spec("a", queue_name="q1", payload={"x": 1}, run_at="future", flags=()),
+                Spec("a"),
+            )
+        ),
+        StoreAddJobs((Spec("a", queue_name="q2"), Spec("b"))),
+        StoreAddJobs((Spec("a", job_key="k1"), Spec("b"))),
     ]
 )
 def test_zodworker_sql_api_behaves_like_graphile_workers(diff_conn: Conn, ops: list[Op]) -> None:

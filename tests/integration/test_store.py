@@ -104,6 +104,24 @@ async def test_add_jobs_returns_one_row_per_spec_with_names(conn: AsyncConn, sto
     assert await store.add_jobs(conn, []) == []
 
 
+async def test_a_keyless_batch_of_known_tasks_comes_back_in_spec_order(
+    conn: AsyncConn, store: Store
+) -> None:
+    # tasks and queues known, no keys: the lean insert, whose ids follow the specs' order
+    await store.add_jobs(conn, [JobSpec(identifier="a", queue_name="q1"), JobSpec(identifier="b")])
+    specs = [
+        JobSpec(identifier="ab"[i % 2], payload={"i": i}, queue_name=["q1", None][i % 2])
+        for i in range(50)
+    ]
+    jobs = await store.add_jobs(conn, specs)
+    assert [(j.payload["i"], j.task_identifier, j.queue_name) for j in jobs] == [
+        (i, s.identifier, s.queue_name) for i, s in enumerate(specs)
+    ]
+    assert [j.id for j in jobs] == sorted(j.id for j in jobs)
+    assert jobs[-1] == jobs[49] and jobs[-1].payload == {"i": 49}
+    assert await count_jobs(conn) == 52
+
+
 async def test_replace_mode_updates_the_waiting_job_in_place(conn: AsyncConn, store: Store) -> None:
     first = await store.add_job(
         conn, "t", {"v": 1}, job_key="k", queue_name="q", priority=1, max_attempts=5, flags=["f"]
@@ -415,6 +433,7 @@ async def test_rollback_leaves_no_job_and_sends_no_notify(
             await store.add_job(conn, "t", {"n": 1})
             await store.add_job(conn, "t", {"n": 2})  # the task is known now: lean insert
             await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
+            await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])  # lean
             await conn.rollback()
             assert await count_jobs(conn) == 0
             await conn.execute("""select pg_notify('jobs:insert', 'sentinel')""")
@@ -434,12 +453,14 @@ async def test_commit_delivers_exactly_one_notify_per_call(
             for queue in (None, None, "q", "q"):
                 async with conn.transaction():
                     await store.add_job(conn, "t", {"n": 1}, queue_name=queue)
-            async with conn.transaction():
-                await store.add_jobs(conn, [JobSpec(identifier="t"), JobSpec(identifier="u")])
+            # likewise for batches: new "u" and "r" through add_jobs, then the lean insert
+            for batch in (["t", "u"], ["t", "u", "u"], ["u", "r"], ["r"]):
+                async with conn.transaction():
+                    await store.add_jobs(conn, [JobSpec(identifier=name) for name in batch])
             await conn.execute("""select pg_notify('jobs:insert', 'sentinel')""")
             await conn.commit()
         seen = await _notifications(listener, "sentinel")
-        assert [n["count"] for n in seen] == [1, 1, 1, 1, 2]
+        assert [n["count"] for n in seen] == [1, 1, 1, 1, 2, 3, 2, 1]
         assert all(set(n) == {"r", "count"} and isinstance(n["r"], float) for n in seen)
 
 

@@ -175,7 +175,7 @@ def plan_list_jobs(where: JobFilter, limit: int, after: int | None, newest: bool
     if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
         raise JobSpecError("after", "must be a job id (an integer) or None")
     name = "admin_list_jobs_newest" if newest else "admin_list_jobs_oldest"
-    rows: list[tuple[Job, Any]] = yield Call(name, params, rows="job_states", bulk=True)
+    rows: Sequence[tuple[Job, Any]] = yield Call(name, params, rows="job_states", bulk=True)
     views = [JobView(job, state) for job, state in rows]
     cursor = views[-1].job.id if len(views) == limit else None
     return JobPage(views, cursor)

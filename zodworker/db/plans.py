@@ -27,7 +27,7 @@ from ..job import (
     encode_checked,
     encode_payload,
 )
-from .rows import Params
+from .rows import LazyRows, Params
 
 __all__ = [
     "ADD_RETRIES",
@@ -64,25 +64,47 @@ class Call:
     rows: Literal["jobs", "job_states", "tuples", "none"] = "jobs"
     bulk: bool = False
     """Many rows expected: decode JSON with msgspec on this cursor (registering the loader
-    costs ~40 us per cursor, more than it saves on one small row)."""
+    costs ~40 us per cursor, more than it saves on one small row); jobs come back as
+    :class:`~zodworker.db.rows.LazyRows`, each decoded when read."""
 
 
-Plan: TypeAlias = Generator[Call, list[Any], R]
+Plan: TypeAlias = Generator[Call, Sequence[Any], R]
+
+# JOB_COLUMNS positions of what name resolution reads
+_QUEUE_ID, _TASK_IDENTIFIER, _QUEUE_NAME = 1, 17, 18
 
 
-def _jobs(call: Call) -> Plan[list[Job]]:
+def _unresolved(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs whose task identifier (or named queue's name) the statement left null;
+    lazy rows are checked without decoding the others."""
+    if isinstance(jobs, LazyRows):
+        rows = zip(
+            jobs.nulls(_TASK_IDENTIFIER),
+            jobs.nulls(_QUEUE_ID),
+            jobs.nulls(_QUEUE_NAME),
+            strict=True,
+        )
+        return [
+            jobs[i]
+            for i, (no_task, no_queue, no_name) in enumerate(rows)
+            if no_task or (no_name and not no_queue)
+        ]
+    return [
+        job
+        for job in jobs
+        if not job.task_identifier or (job.job_queue_id is not None and job.queue_name is None)
+    ]
+
+
+def _jobs(call: Call) -> Plan[Sequence[Job]]:
     """Run a job-returning call; resolve names created by the same statement.
 
     A statement's snapshot predates task and queue rows that add_job(s) creates during it,
     so those names come back null; they are looked up in a second statement (which happens
     only the first time a name is used).
     """
-    jobs: list[Job] = yield call
-    unresolved = [
-        job
-        for job in jobs
-        if not job.task_identifier or (job.job_queue_id is not None and job.queue_name is None)
-    ]
+    jobs: Sequence[Job] = yield call
+    unresolved = _unresolved(jobs)
     if unresolved:
         params = ([job.task_id for job in unresolved], [job.job_queue_id for job in unresolved])
         [(identifiers, queue_names)] = yield Call("resolve_names", params, rows="tuples")
@@ -122,7 +144,11 @@ def add_jobs_payload(specs: Sequence[JobSpec]) -> str | None:
     for index, spec in enumerate(specs):
         if not isinstance(spec, JobSpec):
             raise JobSpecError(f"specs[{index}]", f"must be a JobSpec, not {type(spec).__name__}")
-        check_spec(spec, f"specs[{index}].")
+        try:
+            check_spec(spec)
+        except JobSpecError:  # again, naming the spec (the prefix costs ~0.2 us a spec)
+            check_spec(spec, f"specs[{index}].")
+            raise
         if spec.job_key is not None:
             if spec.job_key in keys:
                 raise JobSpecError(
@@ -148,7 +174,7 @@ def plan_add_job(spec: JobSpec, job_key_mode: JobKeyMode | None) -> Plan[Job]:
     if spec.job_key is None:
         identifier, payload, queue, run_at, max_attempts, _, priority, flags, _ = params
         lean = (identifier, queue, payload, run_at, max_attempts, priority, flags, queue)
-        added: list[Job] = yield Call("add_job_lean", lean)
+        added: Sequence[Job] = yield Call("add_job_lean", lean)
         if added:
             return added[0]
     for _ in range(ADD_RETRIES):
@@ -161,12 +187,18 @@ def plan_add_job(spec: JobSpec, job_key_mode: JobKeyMode | None) -> Plan[Job]:
     )
 
 
-def plan_add_jobs(specs: Sequence[JobSpec], preserve_run_at: bool) -> Plan[list[Job]]:
-    """Add many jobs in one statement; return one row per spec. Keyed specs whose job a
-    worker locked during the statement are added again until every spec has its row."""
+def plan_add_jobs(specs: Sequence[JobSpec], preserve_run_at: bool) -> Plan[Sequence[Job]]:
+    """Add many jobs in one statement; return one row per spec. A batch without keys whose
+    tasks (and queues) exist is one lean insert (``add_jobs_lean``, the same rows and
+    NOTIFY); the rest goes through the schema's add_jobs. Keyed specs whose job a worker
+    locked during the statement are added again until every spec has its row."""
     encoded = add_jobs_payload(specs)
     if encoded is None:
         return []
+    if all(spec.job_key is None for spec in specs):
+        added: Sequence[Job] = yield Call("add_jobs_lean", (encoded,), bulk=True)
+        if added:
+            return added
     preserve = bool(preserve_run_at)
     jobs = yield from _jobs(Call("add_jobs", (encoded, preserve), bulk=True))
     for _ in range(ADD_RETRIES):
@@ -177,7 +209,8 @@ def plan_add_jobs(specs: Sequence[JobSpec], preserve_run_at: bool) -> Plan[list[
         if not missing:
             return jobs
         retry = (_spec_encoder.encode(missing).decode("utf-8"), preserve)
-        jobs += yield from _jobs(Call("add_jobs", retry, bulk=True))
+        more = yield from _jobs(Call("add_jobs", retry, bulk=True))
+        jobs = [*jobs, *more]
     raise DatabaseError("add_jobs kept racing with workers locking keyed jobs; retry the call")
 
 
@@ -190,12 +223,12 @@ def plan_remove_job(job_key: str) -> Plan[Job | None]:
     return jobs[0] if jobs else None
 
 
-def plan_complete_jobs(ids: Sequence[int]) -> Plan[list[Job]]:
+def plan_complete_jobs(ids: Sequence[int]) -> Plan[Sequence[Job]]:
     """Delete the given jobs (skipping any a live worker holds); return the deleted rows."""
     return (yield from _jobs(Call("complete_jobs", (_ids(ids),), bulk=True)))
 
 
-def plan_permanently_fail_jobs(ids: Sequence[int], reason: str | None) -> Plan[list[Job]]:
+def plan_permanently_fail_jobs(ids: Sequence[int], reason: str | None) -> Plan[Sequence[Job]]:
     """Mark the given jobs failed for good with ``reason``; return the changed rows."""
     if reason is not None and not isinstance(reason, str):
         raise JobSpecError("reason", "must be a string or None")
@@ -208,7 +241,7 @@ def plan_reschedule_jobs(
     priority: int | None,
     attempts: int | None,
     max_attempts: int | None,
-) -> Plan[list[Job]]:
+) -> Plan[Sequence[Job]]:
     """Change run_at / priority / attempts / max_attempts (None: leave as is)."""
     check_spec(JobSpec(identifier="-", run_at=run_at, priority=priority, max_attempts=max_attempts))
     if attempts is not None and (isinstance(attempts, bool) or not 0 <= attempts <= 32767):

@@ -37,8 +37,9 @@ __all__ = [
     "SyncTarget",
     "borrow",
     "borrow_sync",
-    "claim",
     "fetch",
+    "fetch_lazy",
+    "fetch_lazy_sync",
     "fetch_sync",
     "is_connection_error",
     "job_rows",
@@ -243,13 +244,15 @@ def _row_set(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> pq.abc.PGre
 
 
 class LazyRows(Sequence[Any]):
-    """The rows of one statement's result, each decoded when first read (the local queue
-    reads a fetched job when a slot takes it, so decoding stays off the fetch's path).
-    ``lease`` is the ``locked_by`` every row was claimed under."""
+    """The rows of one statement's result, each decoded when first read: the local queue
+    reads a fetched job when a slot takes it, and a batch add returns its jobs without
+    decoding a thousand rows nobody may look at. ``lease`` is the ``locked_by`` every row
+    of a fetch was claimed under ("" elsewhere). Compares equal to a list of the same rows.
+    """
 
     __slots__ = ("_make", "_rows", "_tx", "lease")
 
-    def __init__(self, tx: Any, count: int, make: RowMaker[Any], lease: str) -> None:
+    def __init__(self, tx: Any, count: int, make: RowMaker[Any], lease: str = "") -> None:
         self._tx = tx
         self._make = make
         self._rows: list[Any] = [None] * count
@@ -267,21 +270,68 @@ class LazyRows(Sequence[Any]):
             return [self[i] for i in range(*index.indices(len(self._rows)))]
         row = self._rows[index]
         if row is None:
+            if index < 0:
+                index += len(self._rows)
             row = self._rows[index] = self._tx.load_row(index, self._make)
         return row
 
+    def nulls(self, column: int) -> list[bool]:
+        """Whether ``column`` is NULL, for each row, read without decoding any row."""
+        if self._tx is None:
+            return []
+        value = self._tx.pgresult.get_value
+        return [value(i, column) is None for i in range(len(self._rows))]
 
-async def claim(
-    conn: AsyncConn, query: bytes, params: Params, rows: RowFactory[Any], lease: str
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyRows | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+def _lazy(cur: Any, make: RowMaker[Any], lease: str) -> LazyRows:
+    result = _row_set(cur)
+    if result is None:
+        return LazyRows(None, 0, make, lease)
+    tx = Transformer.from_context(cur)
+    tx.set_pgresult(result, format=pq.Format.BINARY)
+    return LazyRows(tx, result.ntuples, make, lease)
+
+
+async def fetch_lazy(
+    conn: AsyncConn,
+    query: bytes,
+    params: Params,
+    rows: RowFactory[Any],
+    lease: str = "",
+    *,
+    json_loads: Callable[[bytes | str], Any] | None = None,
 ) -> LazyRows:
-    """Run a row-returning statement; its rows are decoded when read (:class:`LazyRows`)."""
+    """Run a row-returning statement (binary); its rows are decoded when read
+    (:class:`LazyRows`). ``json_loads`` decodes this cursor's JSON columns."""
     with translate_errors():
         async with conn.cursor(row_factory=rows, binary=True) as cur:
+            if json_loads is not None:
+                set_json_loads(json_loads, cur)
             await cur.execute(query, params)
-            make = rows(cur)  # type: ignore[arg-type]
-            result = _row_set(cur)
-            if result is None:
-                return LazyRows(None, 0, make, lease)
-            tx = Transformer.from_context(cur)
-            tx.set_pgresult(result, format=pq.Format.BINARY)
-            return LazyRows(tx, result.ntuples, make, lease)
+            return _lazy(cur, rows(cur), lease)  # type: ignore[arg-type]
+
+
+def fetch_lazy_sync(
+    conn: SyncConn,
+    query: bytes,
+    params: Params,
+    rows: RowFactory[Any],
+    *,
+    json_loads: Callable[[bytes | str], Any] | None = None,
+) -> LazyRows:
+    """:func:`fetch_lazy` for synchronous connections."""
+    with translate_errors(), conn.cursor(row_factory=rows, binary=True) as cur:
+        if json_loads is not None:
+            set_json_loads(json_loads, cur)
+        cur.execute(query, params)
+        return _lazy(cur, rows(cur), "")

@@ -27,6 +27,8 @@ from .rows import (
     borrow,
     borrow_sync,
     fetch,
+    fetch_lazy,
+    fetch_lazy_sync,
     fetch_sync,
     job_rows,
 )
@@ -35,7 +37,7 @@ __all__ = ["AsyncRunner", "SyncRunner"]
 
 R = TypeVar("R")
 _JOB_ROWS: Final = job_rows()
-_json_loads = msgspec.json.decode
+_loads = msgspec.json.decode
 
 
 def _job_states(cursor: Any) -> RowMaker[tuple[Job, str]]:
@@ -90,11 +92,13 @@ class AsyncRunner(_Runner):
                 result = done.value
                 return result
 
-    async def _execute(self, conn: AsyncConn, call: Call) -> list[Any]:
+    async def _execute(self, conn: AsyncConn, call: Call) -> Sequence[Any]:
         rows = self._rows(call)
         if rows is None:
             return await fetch(conn, self._query(call), call.params)
-        loads = _json_loads if call.bulk else None
+        if call.bulk and rows is _JOB_ROWS:
+            return await fetch_lazy(conn, self._query(call), call.params, rows, json_loads=_loads)
+        loads = _loads if call.bulk else None
         return await fetch(
             conn, self._query(call), call.params, rows=rows, binary=True, json_loads=loads
         )
@@ -119,11 +123,13 @@ class SyncRunner(_Runner):
                 result = done.value
                 return result
 
-    def _execute(self, conn: SyncConn, call: Call) -> list[Any]:
+    def _execute(self, conn: SyncConn, call: Call) -> Sequence[Any]:
         rows = self._rows(call)
         if rows is None:
             return fetch_sync(conn, self._query(call), call.params)
-        loads = _json_loads if call.bulk else None
+        if call.bulk and rows is _JOB_ROWS:
+            return fetch_lazy_sync(conn, self._query(call), call.params, rows, json_loads=_loads)
+        loads = _loads if call.bulk else None
         return fetch_sync(
             conn, self._query(call), call.params, rows=rows, binary=True, json_loads=loads
         )

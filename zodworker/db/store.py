@@ -75,7 +75,7 @@ class Store(AsyncRunner):
         specs: Sequence[JobSpec],
         *,
         job_key_preserve_run_at: bool = False,
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Add many jobs in one statement (one NOTIFY); return one row per spec.
 
         Key handling is that of ``job_key_mode="replace"``, or ``"preserve_run_at"`` when
@@ -91,13 +91,13 @@ class Store(AsyncRunner):
         """
         return await self._run(target, plans.plan_remove_job(job_key))
 
-    async def complete_jobs(self, target: AsyncTarget, ids: Sequence[int]) -> list[Job]:
+    async def complete_jobs(self, target: AsyncTarget, ids: Sequence[int]) -> Sequence[Job]:
         """Delete the given jobs (skipping any a live worker holds); return the deleted rows."""
         return await self._run(target, plans.plan_complete_jobs(ids))
 
     async def permanently_fail_jobs(
         self, target: AsyncTarget, ids: Sequence[int], reason: str | None = None
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Mark the given jobs failed for good with ``reason``; return the changed rows."""
         return await self._run(target, plans.plan_permanently_fail_jobs(ids, reason))
 
@@ -110,7 +110,7 @@ class Store(AsyncRunner):
         priority: int | None = None,
         attempts: int | None = None,
         max_attempts: int | None = None,
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Change run_at / priority / attempts / max_attempts of the given jobs.
 
         ``None`` leaves a column as it is. Jobs a live worker holds are skipped.
@@ -172,7 +172,7 @@ class SyncStore(SyncRunner):
         specs: Sequence[JobSpec],
         *,
         job_key_preserve_run_at: bool = False,
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Add many jobs in one statement (see :meth:`Store.add_jobs`)."""
         return self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
 
@@ -180,13 +180,13 @@ class SyncStore(SyncRunner):
         """Remove the job with ``job_key`` (see :meth:`Store.remove_job`)."""
         return self._run(target, plans.plan_remove_job(job_key))
 
-    def complete_jobs(self, target: SyncTarget, ids: Sequence[int]) -> list[Job]:
+    def complete_jobs(self, target: SyncTarget, ids: Sequence[int]) -> Sequence[Job]:
         """Delete the given jobs (see :meth:`Store.complete_jobs`)."""
         return self._run(target, plans.plan_complete_jobs(ids))
 
     def permanently_fail_jobs(
         self, target: SyncTarget, ids: Sequence[int], reason: str | None = None
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Fail the given jobs for good (see :meth:`Store.permanently_fail_jobs`)."""
         return self._run(target, plans.plan_permanently_fail_jobs(ids, reason))
 
@@ -199,7 +199,7 @@ class SyncStore(SyncRunner):
         priority: int | None = None,
         attempts: int | None = None,
         max_attempts: int | None = None,
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """Change the given jobs' schedule (see :meth:`Store.reschedule_jobs`)."""
         plan = plans.plan_reschedule_jobs(ids, run_at, priority, attempts, max_attempts)
         return self._run(target, plan)

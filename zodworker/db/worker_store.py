@@ -24,8 +24,8 @@ from .rows import (
     AsyncConn,
     LazyRows,
     Params,
-    claim,
     fetch,
+    fetch_lazy,
     is_connection_error,
     job_rows,
     translate_errors,
@@ -132,7 +132,7 @@ class WorkerStore:
         lease = self.lease_id
         params = {"pool_id": lease, "task_ids": task_ids, "forbidden": forbidden, "n": n}
         query = self._queries["get_jobs"]
-        return await self._retried(lambda conn: claim(conn, query, params, self._jobs, lease))
+        return await self._retried(lambda conn: fetch_lazy(conn, query, params, self._jobs, lease))
 
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""

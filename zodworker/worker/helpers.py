@@ -129,7 +129,7 @@ class JobHelpers:
         """Add a job (same options as :meth:`zodworker.Store.add_job`), committed at once."""
         return await self._store.add_job(self._connections, identifier, payload, **options)
 
-    async def add_jobs(self, specs: Sequence[JobSpec], **options: Any) -> list[Job]:
+    async def add_jobs(self, specs: Sequence[JobSpec], **options: Any) -> Sequence[Job]:
         """Add many jobs in one statement."""
         return await self._store.add_jobs(self._connections, specs, **options)
 
