@@ -16,6 +16,7 @@ bigger deployment would pass ``producer_only=True`` here and run workers elsewhe
 - ``POST /runs/{id}/cancel`` removes the run's pending execution and marks it CANCELED,
   in one transaction.
 - ``GET /runs/{id}`` shows the run.
+- ``/admin/jobs/`` is the dashboard (``zodworker.web``), read-only, on the app's own pool.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the catal
 
 from catalog import PerformRunExecution, Platform, StartRun, platform_with_handlers
 from zodworker import JobHelpers, PayloadValidationError, ZodWorker, resolve_connection
+from zodworker.web import create_app
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -151,6 +153,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="zodworker example", lifespan=lifespan)
+# The dashboard, read-only, on the pool the lifespan opens (looked up per request).
+app.mount("/admin/jobs", create_app(lambda: app.state.services.pool, read_only=True))
 
 
 @app.exception_handler(PayloadValidationError)

@@ -173,6 +173,19 @@ def test_fastapi_app_over_http(db_url: str, procs: Procs) -> None:
         assert _jobs(db) == []
         assert http.post("/runs", json={"id": run_now}).status_code == 409
 
+        # 5. the dashboard, mounted read-only: its links stay under the mount, no actions
+        http.post("/runs", json={"id": "run_dash", "execute_in_seconds": 3600})
+        poll_until(
+            lambda: "performRunExecution" in http.get("/admin/jobs/jobs").text,
+            within=30,
+            what="the scheduled execution on the dashboard's jobs page",
+        )
+        overview = http.get("/admin/jobs/")
+        assert overview.status_code == 200 and 'href="/admin/jobs/jobs' in overview.text
+        assert http.get("/admin/jobs/static/htmx.min.js").status_code == 200
+        assert 'method="post"' not in http.get("/admin/jobs/queues").text
+        assert http.post("/admin/jobs/queues/pause", data={"name": "x"}).status_code == 403
+
     mark = server.mark()
     server.send(signal.SIGINT)
     assert server.wait_exit(within=60) == 0, server.output()

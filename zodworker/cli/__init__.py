@@ -10,6 +10,7 @@
     zodworker demo                                  add demo jobs and run a worker for them
     zodworker cron list [-n N] [--crontab FILE]     each cron item's next runs
     zodworker jobs|queues|stats|workers|unlock ...  the admin commands
+    zodworker dashboard [--host H] [--port P]       the web dashboard
 
 ``run`` is the default command. Settings come from flags, ``ZODWORKER_*`` variables, a
 config file and defaults (:mod:`zodworker.settings`). The connection is ``-c``, else
@@ -47,6 +48,7 @@ from ..settings import Settings, load_settings
 from .admin import run_admin
 from .config import print_config
 from .cron import crontab_path, print_cron_list
+from .dashboard import dashboard_auth, serve_dashboard
 from .jobs import add_job, print_status
 from .parser import build_parser, flag_values
 from .run import serve, task_sources
@@ -74,6 +76,10 @@ async def _main(args: argparse.Namespace, settings: Settings) -> int:
     metrics = settings.metrics_options() if command in ("run", "demo") else None
     if command in ADMIN_COMMANDS:
         return await _admin(args, settings)
+    if command == "dashboard":
+        dashboard_auth(args)  # a bad bind fails before the database is touched
+        url = resolve_connection(settings["connection"])
+        return await serve_dashboard(args, url, settings["schema"])
     sources = task_sources(settings) if command == "run" else None
     url = resolve_connection(settings["connection"])
     options = replace(options, connection=url)

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from ..settings import SETTINGS, Group, Setting
 from .admin_parser import add_admin_commands
+from .dashboard import add_dashboard_command
 
 __all__ = ["EPILOG", "build_parser", "flag_values"]
 
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cron(commands)
     _add_job(commands)
     add_admin_commands(commands, _basic_command)
+    dashboard = _basic_command(commands, "dashboard", "serve the web dashboard (loopback only)")
+    add_dashboard_command(dashboard)
     return parser
 
 

@@ -1,0 +1,128 @@
+"""The dashboard's actions (POST, behind CSRF and read-only checks; see :mod:`.app`).
+
+A bulk action first answers with a confirmation page that shows how many jobs it would
+change; only the confirmed POST acts. Every action ends in a redirect (POST, redirect,
+GET), with what was done in the ``done`` query parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..admin import JobFilter
+from ..errors import DatabaseError, JobSpecError
+from .app import Dashboard, Handler
+from .pages import NEEDS_ZODWORKER, job_filter
+
+__all__ = ["ACTIONS"]
+
+BULK: Final = ("retry", "delete")
+_FILTER_FIELDS: Final = ("task", "queue", "state", "key", "flag")
+
+
+def _back(request: Request, path: str, done: str, **query: str) -> Response:
+    base = request.scope.get("root_path", "")
+    params = urlencode({**query, "done": done})
+    return RedirectResponse(f"{base}{path}?{params}", status_code=303)
+
+
+def bulk(d: Dashboard) -> Handler:
+    """Retry or delete the jobs ticked (``ids``) or all that match the filter."""
+
+    async def handle(request: Request) -> Response:
+        form = await request.form()
+        action = str(form.get("action", ""))
+        if action not in BULK:
+            return d.render(request, "error.html", 400, message=f"unknown action {action!r}")
+        try:
+            where = job_filter(form)
+        except JobSpecError as exc:
+            return d.render(request, "error.html", 400, message=str(exc))
+        filters = {k: str(form[k]) for k in _FILTER_FIELDS if form.get(k)}
+        target = await d.target()
+        if form.get("confirmed") != "yes":
+            count = await d.admin.count_jobs(target, where)
+            ids = [str(i) for i in where.ids or ()]
+            return d.render(
+                request, "confirm.html", action=action, count=count, filters=filters, ids=ids
+            )
+        if action == "retry":
+            changed = await d.admin.retry_jobs(target, where)
+        else:
+            changed = await d.admin.delete_jobs(target, where)
+        return _back(request, "/jobs", f"{action}: {len(changed)} jobs", **filters)
+
+    return handle
+
+
+def job_action(d: Dashboard) -> Handler:
+    """Retry, delete or cancel one job."""
+
+    async def handle(request: Request) -> Response:
+        job_id = int(request.path_params["job_id"])
+        action = request.path_params["action"]
+        target = await d.target()
+        path = f"/jobs/{job_id}"
+        if action == "cancel":
+            try:
+                cancelled = await d.admin.cancel_job(target, job_id)
+            except DatabaseError as exc:
+                if exc.sqlstate != "42P01":
+                    raise
+                return d.render(request, "error.html", 409, message=f"cancel {NEEDS_ZODWORKER}")
+            if cancelled is None:
+                return d.render(request, "error.html", 404, message=f"no job {job_id}")
+            how = f"told {cancelled.running_on} to abort it" if cancelled.running_on else "failed"
+            return _back(request, path, f"cancelled ({how})")
+        where = JobFilter(ids=[job_id])
+        if action == "retry":
+            changed = await d.admin.retry_jobs(target, where)
+        elif action == "delete":
+            changed = await d.admin.delete_jobs(target, where)
+            if changed:
+                return _back(request, "/jobs", f"deleted job {job_id}")
+        else:
+            return d.render(request, "error.html", 400, message=f"unknown action {action!r}")
+        done = f"{action}: done" if changed else f"{action}: skipped (a live worker holds it)"
+        return _back(request, path, done)
+
+    return handle
+
+
+def queue_action(d: Dashboard) -> Handler:
+    """Pause or resume a named queue."""
+
+    async def handle(request: Request) -> Response:
+        form = await request.form()
+        name = str(form.get("name", ""))
+        action = request.path_params["action"]
+        if action not in ("pause", "resume"):
+            return d.render(request, "error.html", 400, message=f"unknown action {action!r}")
+        target = await d.target()
+        try:
+            if action == "pause":
+                changed = await d.admin.pause_queue(target, name)
+            else:
+                changed = await d.admin.resume_queue(target, name)
+        except JobSpecError as exc:
+            return d.render(request, "error.html", 400, message=str(exc))
+        except DatabaseError as exc:
+            if exc.sqlstate != "42P01":
+                raise
+            return d.render(request, "error.html", 409, message=f"{action} {NEEDS_ZODWORKER}")
+        state = "paused" if action == "pause" else "resumed"
+        return _back(request, "/queues", f"{name}: {state}" if changed else f"{name}: unchanged")
+
+    return handle
+
+
+ACTIONS: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
+    ("/jobs/bulk", bulk),
+    ("/jobs/{job_id:int}/{action}", job_action),
+    ("/queues/{action}", queue_action),
+]

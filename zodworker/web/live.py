@@ -1,0 +1,70 @@
+"""The dashboard's live parts: server-sent events carrying re-rendered fragments.
+
+An open overview or jobs page subscribes (htmx's SSE extension) and swaps in a fresh
+fragment each :data:`INTERVAL`; the stream ends when the browser goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..errors import JobSpecError
+from .app import Dashboard, Handler
+from .pages import jobs_values, overview_values
+
+__all__ = ["INTERVAL", "STREAMS", "sse_event"]
+
+INTERVAL: Final = 1.0
+"""Seconds between two updates of a live part."""
+
+
+def sse_event(event: str, html: str) -> str:
+    """One server-sent event whose data is ``html`` (one ``data:`` line per line)."""
+    lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+    return f"event: {event}\n{lines}\n"
+
+
+def _stream(d: Dashboard, event: str, template: str, values: Callable[[Request], Any]) -> Handler:
+    async def handle(request: Request) -> Response:
+        async def events() -> AsyncIterator[str]:
+            while not await request.is_disconnected():
+                try:
+                    fragment = d.templates.get_template(template).render(
+                        base=request.scope.get("root_path", ""),
+                        read_only=d.read_only,
+                        **await values(request),
+                    )
+                except JobSpecError:
+                    return
+                yield sse_event(event, fragment)
+                await asyncio.sleep(INTERVAL)
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    return handle
+
+
+def overview(d: Dashboard) -> Handler:
+    async def values(request: Request) -> dict[str, Any]:
+        return overview_values(await d.admin.stats(await d.target()))
+
+    return _stream(d, "counts", "_counts.html", values)
+
+
+def jobs(d: Dashboard) -> Handler:
+    async def values(request: Request) -> dict[str, Any]:
+        return await jobs_values(d, request)
+
+    return _stream(d, "jobs", "_jobs_table.html", values)
+
+
+STREAMS: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
+    ("/live/overview", overview),
+    ("/live/jobs", jobs),
+]

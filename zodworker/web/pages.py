@@ -1,0 +1,199 @@
+"""The dashboard's pages (GET): overview, jobs, one job, failed jobs, queues, workers.
+
+Each ``page(dashboard)`` returns the request handler. What a page reads comes from the
+admin API; a part that needs zodworker's own tables (absent on a database only Node
+graphile-worker has used) is replaced by a note saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..admin import JobFilter, JobState, Stats
+from ..db.admin_plans import JOB_STATES
+from ..errors import DatabaseError, JobSpecError
+from .app import Dashboard, Handler
+
+__all__ = ["NEEDS_ZODWORKER", "PAGES", "job_filter", "optional"]
+
+STATE_ORDER: Final[tuple[JobState, ...]] = ("ready", "scheduled", "running", "retrying", "failed")
+PAGE_SIZE: Final = 50
+FAILED_SAMPLE: Final = 1000
+NEEDS_ZODWORKER: Final = (
+    "needs zodworker's tables in this schema (run `zodworker migrate`, or start a zodworker "
+    "worker once); graphile-worker's own schema cannot answer it"
+)
+_UNDEFINED_TABLE: Final = "42P01"
+_pretty = msgspec.json.Encoder(order="sorted")
+
+
+def optional(value: str | None) -> str | None:
+    """A form or query value, None when blank."""
+    value = (value or "").strip()
+    return value or None
+
+
+def job_filter(values: Any) -> JobFilter:
+    """The filter a query string or form names (``JobSpecError`` naming a bad field)."""
+    state = optional(values.get("state"))
+    if state is not None and state not in JOB_STATES:
+        raise JobSpecError("state", f"is {state!r}; expected one of {', '.join(STATE_ORDER)}")
+    ids = [int(i) for i in values.getlist("ids") if str(i).isdigit()] or None
+    return JobFilter(
+        task=optional(values.get("task")),
+        queue=optional(values.get("queue")),
+        state=state,  # type: ignore[arg-type]
+        key=optional(values.get("key")),
+        flag=optional(values.get("flag")),
+        ids=ids,
+    )
+
+
+async def _or_note(read: Callable[[], Awaitable[Any]]) -> tuple[Any, str | None]:
+    """``read()``'s result, or (None, a note) when it needs zodworker's tables."""
+    try:
+        return await read(), None
+    except DatabaseError as exc:
+        if exc.sqlstate == _UNDEFINED_TABLE:
+            return None, NEEDS_ZODWORKER
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One row of the overview's table: a task in a queue, its jobs per state."""
+
+    task: str | None
+    queue: str | None
+    counts: dict[str, str]
+
+
+def overview_values(stats: Stats) -> dict[str, Any]:
+    """The overview's table (task x queue rows, a column per state) and totals."""
+    lines: dict[tuple[str | None, str | None], Line] = {}
+    totals = dict.fromkeys(STATE_ORDER, 0)
+    for row in stats.rows:
+        line = lines.setdefault((row.task, row.queue), Line(row.task, row.queue, {}))
+        line.counts[row.state] = str(row.count)
+        totals[row.state] += row.count.value
+    now = datetime.now(UTC)
+    oldest = {
+        queue or "(no queue)": max(0.0, (now - due).total_seconds())
+        for queue, due in sorted(stats.oldest_ready.items(), key=lambda item: item[0] or "")
+    }
+    return {
+        "lines": list(lines.values()),
+        "states": STATE_ORDER,
+        "totals": totals,
+        "exact": stats.exact,
+        "oldest": oldest,
+    }
+
+
+def overview(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        target = await d.target()
+        stats = await d.admin.stats(target)
+        workers, note = await _or_note(lambda: d.admin.list_workers(target))
+        return d.render(
+            request, "overview.html", **overview_values(stats), workers=workers, note=note
+        )
+
+    return handle
+
+
+async def jobs_values(d: Dashboard, request: Request) -> dict[str, Any]:
+    """The jobs page's filter, page of jobs and cursor (also for its live table)."""
+    query = request.query_params
+    after = query.get("after")
+    where = job_filter(query)
+    target = await d.target()
+    page = await d.admin.list_jobs(
+        target, where, limit=PAGE_SIZE, after=int(after) if after and after.isdigit() else None
+    )
+    shown = {k: v for k, v in query.items() if k in ("task", "queue", "state", "key", "flag") and v}
+    return {"page": page, "filters": shown, "states": STATE_ORDER, "after": after}
+
+
+def jobs(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        try:
+            values = await jobs_values(d, request)
+        except JobSpecError as exc:
+            return d.render(request, "error.html", 400, message=str(exc))
+        return d.render(request, "jobs.html", **values, done=request.query_params.get("done"))
+
+    return handle
+
+
+def job(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        job_id = int(request.path_params["job_id"])
+        view = await d.admin.get_job(await d.target(), job_id)
+        if view is None:
+            return d.render(request, "error.html", 404, message=f"no job {job_id}")
+        payload = _pretty.encode(view.job.payload).decode()
+        return d.render(
+            request,
+            "job.html",
+            view=view,
+            job=view.job,
+            payload=msgspec.json.format(payload, indent=2),
+            done=request.query_params.get("done"),
+        )
+
+    return handle
+
+
+def failed(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        where = JobFilter(state="failed")
+        page = await d.admin.list_jobs(await d.target(), where, limit=FAILED_SAMPLE)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for view in page.jobs:
+            error = (view.job.last_error or "").strip().splitlines()
+            key = (view.job.task_identifier, error[-1] if error else "(no error recorded)")
+            groups.setdefault(key, []).append(view.job.id)
+        ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+        return d.render(
+            request, "failed.html", groups=ordered, sample=FAILED_SAMPLE, more=page.after
+        )
+
+    return handle
+
+
+def queues(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        target = await d.target()
+        found, note = await _or_note(lambda: d.admin.list_queues(target))
+        return d.render(
+            request, "queues.html", queues=found, note=note, done=request.query_params.get("done")
+        )
+
+    return handle
+
+
+def workers(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        target = await d.target()
+        found, note = await _or_note(lambda: d.admin.list_workers(target))
+        return d.render(request, "workers.html", workers=found, note=note)
+
+    return handle
+
+
+PAGES: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
+    ("/", overview),
+    ("/jobs", jobs),
+    ("/jobs/{job_id:int}", job),
+    ("/failed", failed),
+    ("/queues", queues),
+    ("/workers", workers),
+]
