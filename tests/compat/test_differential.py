@@ -285,16 +285,18 @@ add_job = st.builds(
     job_key_mode=key_modes,
     explicit_nulls=st.booleans(),
 )
+# What the store takes of a job_spec (JSON null is not among its payloads: None is {})
+STORE_SPEC: dict[str, st.SearchStrategy[Any]] = {
+    "identifier": identifiers,
+    "payload": payloads.filter(lambda p: p is not JSON_NULL),
+    "queue_name": queue_names,
+    "run_at": run_ats,
+    "max_attempts": max_attempts,
+    "priority": priorities,
+    "flags": flag_sets,
+}
 store_add_job = st.builds(
-    StoreAddJob,
-    identifier=identifiers,
-    payload=payloads.filter(lambda p: p is not JSON_NULL),  # None is {} for the store
-    queue_name=queue_names,
-    run_at=run_ats,
-    max_attempts=max_attempts,
-    job_key=st.sampled_from([None, None, None, "k1"]),
-    priority=priorities,
-    flags=flag_sets,
+    StoreAddJob, **STORE_SPEC, job_key=st.sampled_from([None, None, None, "k1"])
 )
 add_jobs = st.builds(
     AddJobs,
@@ -307,15 +309,7 @@ store_add_jobs = st.builds(
     StoreAddJobs,
     specs=st.lists(
         st.builds(
-            Spec,
-            identifier=identifiers,
-            payload=payloads.filter(lambda p: p is not JSON_NULL),  # None is {} for the store
-            queue_name=queue_names,
-            run_at=run_ats,
-            max_attempts=max_attempts,
-            job_key=st.sampled_from([None, None, None, None, None, "k1", "k2"]),
-            priority=priorities,
-            flags=flag_sets,
+            Spec, **STORE_SPEC, job_key=st.sampled_from([None, None, None, None, None, "k1", "k2"])
         ),
         max_size=3,
         unique_by=lambda spec: spec.job_key or object(),
@@ -383,6 +377,20 @@ def _flags(value: tuple[str, ...] | None) -> list[str] | None:
     return None if value is None else list(value)
 
 
+def _job_spec(spec: Spec) -> JobSpec:
+    """What the store is given for a drawn job_spec."""
+    return JobSpec(
+        identifier=spec.identifier,
+        payload=spec.payload,
+        queue_name=spec.queue_name,
+        run_at=RUN_AT[spec.run_at],
+        max_attempts=spec.max_attempts,
+        job_key=spec.job_key,
+        priority=spec.priority,
+        flags=_flags(spec.flags),
+    )
+
+
 def _job_id(ids: Sequence[int], ref: int) -> int:
     return ids[ref % len(ids)] if ref >= 0 and ids else -1
 
@@ -440,37 +448,12 @@ def _execute(conn: Conn, s: str, op: Op, ids: Sequence[int]) -> Outcome:
             fields = {f.name: getattr(op, f.name) for f in dataclasses.fields(op)}
             return _execute(conn, s, AddJob(**fields), ids)
         case StoreAddJob():
-            job = SyncStore(s).add_job(
-                conn,
-                op.identifier,
-                op.payload,
-                queue_name=op.queue_name,
-                run_at=RUN_AT[op.run_at],
-                max_attempts=op.max_attempts,
-                job_key=op.job_key,
-                priority=op.priority,
-                flags=_flags(op.flags),
-            )
+            job = SyncStore(s).add_spec(conn, _job_spec(op))
             return Outcome("row", None, raw=[{c: getattr(job, c) for c in JOB_COLUMNS}])
         case StoreAddJobs() if s == GW:  # the oracle: graphile-worker's add_jobs function
             return _execute(conn, s, AddJobs(op.specs), ids)
         case StoreAddJobs():
-            jobs = SyncStore(s).add_jobs(
-                conn,
-                [
-                    JobSpec(
-                        identifier=spec.identifier,
-                        payload=spec.payload,
-                        queue_name=spec.queue_name,
-                        run_at=RUN_AT[spec.run_at],
-                        max_attempts=spec.max_attempts,
-                        job_key=spec.job_key,
-                        priority=spec.priority,
-                        flags=_flags(spec.flags),
-                    )
-                    for spec in op.specs
-                ],
-            )
+            jobs = SyncStore(s).add_jobs(conn, [_job_spec(spec) for spec in op.specs])
             return Outcome(
                 "rows", None, raw=[{c: getattr(job, c) for c in JOB_COLUMNS} for job in jobs]
             )
