@@ -35,10 +35,12 @@ from .db.admin_plans import (
     DEFAULT_BOUND,
     Cancelled,
     Count,
+    Deleted,
     JobFilter,
     JobPage,
     JobState,
     JobView,
+    KnownCrontab,
     QueueInfo,
     Stats,
     StatsRow,
@@ -53,10 +55,12 @@ __all__ = [
     "Admin",
     "Cancelled",
     "Count",
+    "Deleted",
     "JobFilter",
     "JobPage",
     "JobState",
     "JobView",
+    "KnownCrontab",
     "QueueInfo",
     "Stats",
     "StatsRow",
@@ -109,6 +113,11 @@ class Admin(AsyncRunner):
         """Move the selected jobs to ``run_at``; return their ids."""
         return await self._run(target, plans.plan_bulk("reschedule", where, run_at))
 
+    async def cancel_jobs(self, target: AsyncTarget, where: JobFilter) -> list[int]:
+        """Cancel every selected job not failed for good yet (see :meth:`cancel_job`);
+        return their ids."""
+        return await self._run(target, plans.plan_bulk("cancel", where))
+
     async def cancel_job(self, target: AsyncTarget, job_id: int) -> Cancelled | None:
         """Cancel a job (see the module docs); None when there is no such job."""
         return await self._run(target, plans.plan_cancel_job(job_id))
@@ -134,6 +143,15 @@ class Admin(AsyncRunner):
     async def list_workers(self, target: AsyncTarget) -> list[WorkerInfo]:
         """The live zodworker pools."""
         return await self._run(target, plans.plan_list_workers())
+
+    async def known_crontabs(self, target: AsyncTarget) -> list[KnownCrontab]:
+        """The cron items schedulers registered, and when each last ran."""
+        return await self._run(target, plans.plan_known_crontabs())
+
+    async def deleted_total(self, target: AsyncTarget) -> Deleted:
+        """Rows ever deleted from the jobs table (completions by any worker, Node's too,
+        and deletions), as PostgreSQL's statistics count them; sample it for a rate."""
+        return await self._run(target, plans.plan_deleted_total(self.schema))
 
     async def unlock_workers(self, target: AsyncTarget, worker_ids: Sequence[str]) -> None:
         """Release every job and queue the given workers (pool or graphile-worker ids) hold."""
@@ -180,6 +198,10 @@ class SyncAdmin(SyncRunner):
         """See :meth:`Admin.reschedule_jobs`."""
         return self._run(target, plans.plan_bulk("reschedule", where, run_at))
 
+    def cancel_jobs(self, target: SyncTarget, where: JobFilter) -> list[int]:
+        """See :meth:`Admin.cancel_jobs`."""
+        return self._run(target, plans.plan_bulk("cancel", where))
+
     def cancel_job(self, target: SyncTarget, job_id: int) -> Cancelled | None:
         """See :meth:`Admin.cancel_job`."""
         return self._run(target, plans.plan_cancel_job(job_id))
@@ -203,6 +225,14 @@ class SyncAdmin(SyncRunner):
     def list_workers(self, target: SyncTarget) -> list[WorkerInfo]:
         """See :meth:`Admin.list_workers`."""
         return self._run(target, plans.plan_list_workers())
+
+    def known_crontabs(self, target: SyncTarget) -> list[KnownCrontab]:
+        """See :meth:`Admin.known_crontabs`."""
+        return self._run(target, plans.plan_known_crontabs())
+
+    def deleted_total(self, target: SyncTarget) -> Deleted:
+        """See :meth:`Admin.deleted_total`."""
+        return self._run(target, plans.plan_deleted_total(self.schema))
 
     def unlock_workers(self, target: SyncTarget, worker_ids: Sequence[str]) -> None:
         """See :meth:`Admin.unlock_workers`."""

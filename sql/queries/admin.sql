@@ -57,7 +57,8 @@ end
 
 -- fragment: jobs_matching
 -- The jobs an admin call selects: every filter is optional (null means any). Parameters:
--- task, queue, state, key, flag (text), ids (bigint[]).
+-- task, queue, state, key, flag, text (text), ids (bigint[]). ``text`` is found anywhere in
+-- the payload's JSON text, ignoring case (a plain substring: % and _ are not wildcards).
 from :SCHEMA._private_jobs as jobs
 left join :SCHEMA._private_tasks as tasks on tasks.id = jobs.task_id
 left join :SCHEMA._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id
@@ -65,6 +66,7 @@ where (%(task)s::text is null or tasks.identifier = %(task)s::text)
   and (%(queue)s::text is null or job_queues.queue_name = %(queue)s::text)
   and (%(key)s::text is null or jobs.key = %(key)s::text)
   and (%(flag)s::text is null or jobs.flags ? %(flag)s::text)
+  and (%(text)s::text is null or strpos(lower(jobs.payload::text), lower(%(text)s::text)) > 0)
   and (%(ids)s::bigint[] is null or jobs.id = any(%(ids)s::bigint[]))
   and (%(state)s::text is null or (/*include job_state*/) = %(state)s::text)
 
@@ -164,6 +166,18 @@ left join :SCHEMA._zodworker_paused_queues as paused
   on paused.queue_name = job_queues.queue_name
 order by job_queues.queue_name;
 
+-- name: admin_list_queues_plain
+-- admin_list_queues for a schema without zodworker's tables (only Node graphile-worker has
+-- used it): whether a queue is paused is unknown (null).
+select job_queues.queue_name, job_queues.locked_by, job_queues.locked_at, null::boolean
+from :SCHEMA._private_job_queues as job_queues
+order by job_queues.queue_name;
+
+-- name: admin_has_zodworker_tables
+-- Whether zodworker's own tables are installed beside graphile-worker's (its migrations
+-- table exists). Parameter: schema (a value, quoted here).
+select to_regclass(format('%%I._zodworker_migrations', %(schema)s::text)) is not null;
+
 -- name: admin_queue_depths
 -- Jobs per named queue in a sample of the table's pages (100 percent: all of them; the
 -- caller scales the counts by 100 / percent). Parameter: percent.
@@ -173,9 +187,10 @@ inner join :SCHEMA._private_job_queues as job_queues on job_queues.id = jobs.job
 group by 1;
 
 -- name: admin_list_workers
--- Live zodworker pools (their leases) and how many jobs each holds now.
+-- Live zodworker pools (their leases), how many jobs each holds now, and how many it has
+-- completed and failed (attempts) since it started, as of its last heartbeat.
 select pools.pool_id, pools.hostname, pools.pid, pools.started_at, pools.last_seen,
-  pools.lease_expires_at, coalesce(held.running, 0)
+  pools.lease_expires_at, coalesce(held.running, 0), pools.completed, pools.failed
 from :SCHEMA._zodworker_pools as pools
 left join (
   select jobs.locked_by, count(*) as running
@@ -184,6 +199,21 @@ left join (
   group by jobs.locked_by
 ) as held on held.locked_by = pools.pool_id
 order by pools.started_at;
+
+-- name: admin_known_crontabs
+-- The cron items any scheduler (zodworker or Node graphile-worker) has registered, and when
+-- each last ran (null: not since it became known).
+select crontabs.identifier, crontabs.known_since, crontabs.last_execution
+from :SCHEMA._private_known_crontabs as crontabs
+order by crontabs.identifier;
+
+-- name: admin_deleted_total
+-- Rows ever deleted from the jobs table (completed jobs, by any worker, and deletions), as
+-- the statistics system counts them (updated within about a second; reset with its stats),
+-- and the database's clock.
+select coalesce(sum(stats.n_tup_del), 0)::bigint, now()
+from pg_catalog.pg_stat_user_tables as stats
+where stats.schemaname = %(schema)s and stats.relname = '_private_jobs';
 
 -- name: admin_create_queue
 -- The named queue's row, so that a queue can be paused before its first job exists.
@@ -221,6 +251,31 @@ set (locked_by, locked_at) = (
 )
 where job_queues.queue_name = %(queue)s::text and job_queues.locked_by = 'zodworker:paused'
 returning job_queues.queue_name;
+
+-- name: admin_cancel_jobs
+-- admin_cancel_job for every matching job that has not failed for good yet (running ones
+-- included: their pools are told). Returns the ids cancelled.
+with matching as (
+  select jobs.id /*include jobs_matching*/
+    and (jobs.attempts < jobs.max_attempts or jobs.locked_at is not null)
+),
+cancelled as (
+  update :SCHEMA._private_jobs as jobs
+  set attempts = jobs.max_attempts, key = null, updated_at = now(),
+    last_error = case when jobs.locked_at is null then 'cancelled' else jobs.last_error end
+  from matching
+  where jobs.id = matching.id
+  returning jobs.id, jobs.locked_by
+),
+requested as (
+  insert into :SCHEMA._zodworker_cancellations (job_id)
+  select cancelled.id from cancelled where cancelled.locked_by is not null
+  on conflict do nothing
+)
+select cancelled.id,
+  case when cancelled.locked_by is not null
+    then pg_notify('zodworker:cancel', cancelled.id::text) end
+from cancelled;
 
 -- name: admin_cancel_job
 -- Cancel a job: it never runs again. Its attempts are used up and its key is cleared (a new

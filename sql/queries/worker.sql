@@ -179,8 +179,12 @@ update :SCHEMA._zodworker_pools set tasks = %(tasks)s::text[] where pool_id = %(
 -- Renew a lease by its own length. No row back: the lease is gone (another pool presumed
 -- this one dead and released what it held) or has already expired (a reaper may act at
 -- any moment); either way the pool must treat it as lost.
+-- It also records the pool's job counts (completed, failed attempts) for the dashboard.
 update :SCHEMA._zodworker_pools as pools
-set last_seen = now(), lease_expires_at = now() + make_interval(secs => pools.lease_seconds)
+set last_seen = now(),
+    lease_expires_at = now() + make_interval(secs => pools.lease_seconds),
+    completed = %(completed)s,
+    failed = %(failed)s
 where pools.pool_id = %(pool_id)s and pools.lease_expires_at > now()
 returning pools.pool_id;
 

@@ -18,6 +18,8 @@ from tests.support.pools import pool_options
 from tests.support.stores import FLAVOURS, Flavour, SyncStoreFacade
 from zodworker import Events, JobHelpers, JobSpec, Store, WorkerOptions, WorkerPool
 from zodworker.admin import Admin, JobFilter, SyncAdmin
+from zodworker.db.cron import CronStore
+from zodworker.errors import JobSpecError
 
 pytestmark = pytest.mark.anyio
 
@@ -304,3 +306,67 @@ async def _locked_is_none(conn: Any, job_id: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_text_filter_finds_payload_text_as_plain_text(
+    admin: Any, conn: Any, db_url: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+        store = Store()
+        hit = await store.add_job(c, "mail", {"to": "Ada@Example.org", "n": 1})
+        await store.add_job(c, "mail", {"to": "bob@example.org", "n": 2})
+        odd = await store.add_job(c, "mail", {"note": "100%_sure"})
+    found = await admin.list_jobs(conn, JobFilter(text="ada@example"))  # any case
+    assert [v.job.id for v in found.jobs] == [hit.id]
+    # % and _ are text, not wildcards
+    assert [v.job.id for v in (await admin.list_jobs(conn, JobFilter(text="%_s"))).jobs] == [odd.id]
+    assert (await admin.count_jobs(conn, JobFilter(text="example.org"))).value == 2
+    with pytest.raises(JobSpecError) as caught:
+        await admin.list_jobs(conn, JobFilter(text=""))
+    assert caught.value.field == "text"
+
+
+async def test_bulk_cancel_fails_waiting_jobs_and_asks_pools_to_abort_running_ones(
+    admin: Any, conn: Any, db_url: str
+) -> None:
+    ids = await seed(db_url)
+    cancelled = await admin.cancel_jobs(conn, JobFilter(task="mail"))
+    # failed-for-good jobs are left alone; the running one is cancelled too (its pool aborts)
+    assert sorted(cancelled) == sorted(ids["ready"] + ids["running"])
+    ready = await admin.list_jobs(conn, JobFilter(ids=ids["ready"]))
+    assert {(v.state, v.job.last_error) for v in ready.jobs} == {("failed", "cancelled")}
+    cur = await conn.execute(f"select job_id from {Q}._zodworker_cancellations")
+    assert [row[0] for row in await cur.fetchall()] == ids["running"]
+    assert (await admin.get_job(conn, ids["failed"][0])).job.last_error == "boom"
+
+
+async def test_known_crontabs_deleted_rows_and_pool_counts(
+    admin: Any, conn: Any, db_url: str
+) -> None:
+    assert await admin.known_crontabs(conn) == []
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+        await CronStore(c, Q).register(["nightly", "hourly"], datetime.now(UTC))
+        before = await admin.deleted_total(conn)
+        done = [await Store().add_job(c, "work", {"n": n}) for n in range(3)]
+        failing = await Store().add_job(c, "broken", {})
+    assert [k.identifier for k in await admin.known_crontabs(conn)] == ["hourly", "nightly"]
+    assert all(k.last_execution is None for k in await admin.known_crontabs(conn))
+
+    async def broken(payload: Any, helpers: JobHelpers) -> None:
+        raise RuntimeError("no")
+
+    pool = WorkerPool({"work": _noop, "broken": broken}, _options(db_url, "counter"))
+    async with pool:
+
+        async def counted() -> bool:
+            workers = await admin.list_workers(conn)
+            return bool(workers) and (workers[0].completed, workers[0].failed) == (3, 1)
+
+        await wait_until(counted, within=10, what="the pool's heartbeat to carry its counts")
+    assert failing.id not in {j.id for j in done}
+
+    async def deleted() -> bool:  # the statistics system counts within about a second
+        now = await admin.deleted_total(conn)
+        return now.total - before.total >= 3 and now.at > before.at
+
+    await wait_until(deleted, within=10, what="the deletions to be counted")

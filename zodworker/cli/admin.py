@@ -70,7 +70,13 @@ def _job_dict(view: JobView) -> dict[str, Any]:
 def _filter(args: argparse.Namespace) -> JobFilter:
     ids = getattr(args, "ids", None) or None
     return JobFilter(
-        task=args.task, queue=args.queue, state=args.state, key=args.key, flag=args.flag, ids=ids
+        task=args.task,
+        queue=args.queue,
+        state=args.state,
+        key=args.key,
+        flag=args.flag,
+        ids=ids,
+        text=args.text,
     )
 
 

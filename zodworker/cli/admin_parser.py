@@ -34,6 +34,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--key", help="only the job with this job key")
     parser.add_argument("--flag", help="only jobs carrying this flag")
+    parser.add_argument("--text", help="only jobs whose payload contains this text (any case)")
 
 
 def add_admin_commands(commands: Any, make: MakeCommand) -> None:

@@ -23,10 +23,12 @@ __all__ = [
     "JOB_STATES",
     "Cancelled",
     "Count",
+    "Deleted",
     "JobFilter",
     "JobPage",
     "JobState",
     "JobView",
+    "KnownCrontab",
     "QueueInfo",
     "Stats",
     "StatsRow",
@@ -34,6 +36,8 @@ __all__ = [
     "plan_bulk",
     "plan_cancel_job",
     "plan_count_jobs",
+    "plan_deleted_total",
+    "plan_known_crontabs",
     "plan_list_jobs",
     "plan_list_queues",
     "plan_list_workers",
@@ -62,6 +66,9 @@ class JobFilter:
     key: str | None = None
     flag: str | None = None
     ids: Sequence[int] | None = None
+    text: str | None = None
+    """Found anywhere in the payload's JSON text, ignoring case (a scan: narrow it with
+    the other filters on a big table)."""
 
     def params(self) -> dict[str, Any]:
         """The validated query parameters (``JobSpecError`` naming the field otherwise)."""
@@ -69,6 +76,7 @@ class JobFilter:
             _check_text(name, getattr(self, name), limit)
         _check_text("key", self.key, MAX_JOB_KEY_LENGTH)
         _check_text("flag", self.flag, 2**20)
+        _check_text("text", self.text, 1000)
         if self.state is not None and self.state not in JOB_STATES:
             expected = ", ".join(sorted(JOB_STATES))
             raise JobSpecError("state", f"is {self.state!r}; expected one of {expected}")
@@ -81,6 +89,7 @@ class JobFilter:
             "state": self.state,
             "key": self.key,
             "flag": self.flag,
+            "text": self.text,
             "ids": ids,
         }
 
@@ -147,7 +156,8 @@ class QueueInfo:
     depth: Count
     locked_by: str | None
     locked_at: datetime | None
-    paused: bool
+    paused: bool | None
+    """None: unknown (the schema has no zodworker tables, so nothing can pause a queue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,10 @@ class WorkerInfo:
     last_seen: datetime
     lease_expires_at: datetime
     running: int
+    completed: int = 0
+    """Jobs it completed since it started (as of its last heartbeat)."""
+    failed: int = 0
+    """Attempts that failed since it started, retried or not (as of its last heartbeat)."""
 
 
 def _limit(value: object, name: str, high: int) -> int:
@@ -189,12 +203,12 @@ def plan_count_jobs(where: JobFilter, bound: int = DEFAULT_BOUND) -> Plan[Count]
 
 
 def plan_bulk(
-    operation: Literal["retry", "delete", "reschedule"],
+    operation: Literal["retry", "delete", "reschedule", "cancel"],
     where: JobFilter,
     run_at: datetime | None = None,
 ) -> Plan[list[int]]:
-    """Retry, delete or reschedule the matching jobs (skipping those a live worker holds);
-    return the ids changed."""
+    """Retry, delete or reschedule the matching jobs (skipping those a live worker holds),
+    or cancel them (running ones too); return the ids changed."""
     params: dict[str, Any] = where.params()
     if operation == "reschedule":
         if not isinstance(run_at, datetime) or run_at.utcoffset() is None:
@@ -230,7 +244,8 @@ def _stats_order(row: StatsRow) -> tuple[str, str, str]:
 
 def plan_list_queues(schema: str, bound: int = DEFAULT_BOUND) -> Plan[list[QueueInfo]]:
     """Every named queue with its depth (exact when the table holds at most ``bound`` rows,
-    else estimated from a sample of its pages)."""
+    else estimated from a sample of its pages); ``paused`` is None without zodworker's
+    tables."""
     [(estimate,)] = yield Call("admin_table_estimate", {"schema": schema}, rows="tuples")
     exact = estimate <= bound
     if exact:
@@ -240,11 +255,42 @@ def plan_list_queues(schema: str, bound: int = DEFAULT_BOUND) -> Plan[list[Queue
         percent = max(0.01, min(100.0, 100.0 * _SAMPLE_ROWS / estimate))
         depths = dict((yield Call("admin_queue_depths", {"percent": percent}, rows="tuples")))
         scale = 100.0 / percent
-    queues = yield Call("admin_list_queues", {}, rows="tuples")
+    [(ours,)] = yield Call("admin_has_zodworker_tables", {"schema": schema}, rows="tuples")
+    name = "admin_list_queues" if ours else "admin_list_queues_plain"
+    queues = yield Call(name, {}, rows="tuples")
     return [
         QueueInfo(name, Count(round(depths.get(name, 0) * scale), exact), by, at, paused)
         for name, by, at, paused in queues
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """Rows ever deleted from the jobs table, as counted ``at`` (the database's clock)."""
+
+    total: int
+    at: datetime
+
+
+def plan_deleted_total(schema: str) -> Plan[Deleted]:
+    """Rows ever deleted from the jobs table, by the statistics system's count."""
+    [(total, at)] = yield Call("admin_deleted_total", {"schema": schema}, rows="tuples")
+    return Deleted(int(total), at)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCrontab:
+    """A cron item the database knows: since when, and when it last ran (None: never)."""
+
+    identifier: str
+    known_since: datetime
+    last_execution: datetime | None
+
+
+def plan_known_crontabs() -> Plan[list[KnownCrontab]]:
+    """Every cron item a scheduler has registered in the schema."""
+    rows = yield Call("admin_known_crontabs", {}, rows="tuples")
+    return [KnownCrontab(*row) for row in rows]
 
 
 def plan_list_workers() -> Plan[list[WorkerInfo]]:

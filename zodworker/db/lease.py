@@ -36,10 +36,14 @@ class LeaseStore:
         heartbeat: float,
         lease: float,
         tasks: Callable[[], list[str]] = list,
+        counts: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
-        """``tasks()``: the identifiers the pool runs, recorded with each lease."""
+        """``tasks()``: the identifiers the pool runs, recorded with each lease;
+        ``counts()``: the jobs it completed and the attempts that failed since it started,
+        written with each heartbeat."""
         self._database = database
         self._tasks = tasks
+        self._counts = counts
         self._heartbeat = heartbeat
         self._lease = lease
         timeout = max(1.0, min(lease / 3, 10.0))
@@ -84,7 +88,9 @@ class LeaseStore:
 
     def renew(self, lease_id: str) -> bool:
         """Renew the lease; False when it is gone or already expired (lost)."""
-        return bool(self._run("heartbeat", {"pool_id": lease_id}))
+        completed, failed = self._counts()
+        params = {"pool_id": lease_id, "completed": completed, "failed": failed}
+        return bool(self._run("heartbeat", params))
 
     def reap(self) -> list[int]:
         """End the leases of pools presumed dead; return the job ids released."""

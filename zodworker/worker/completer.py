@@ -158,6 +158,10 @@ class Completer:
         self._wants = wants
         self._logger = logger
         self._log = JobLog(logger, log_jobs=log_jobs)
+        self.completed = 0
+        """Jobs completed since the pool started (read by the lease's heartbeat)."""
+        self.failed = 0
+        """Attempts that failed since the pool started, retried or not."""
 
     async def _write_completions(self, jobs: list[Job]) -> None:
         for owner, done in _by_owner(jobs):
@@ -179,6 +183,7 @@ class Completer:
             self._returns.add(job)
             return
         if error is None:
+            self.completed += 1
             self._completions.add(job)
             self._log.success(job, duration)
             if self._wants("job:success"):
@@ -191,6 +196,7 @@ class Completer:
 
     def _report_failure(self, result: Outcome, error: BaseException) -> None:
         job, duration = result.job, result.duration
+        self.failed += 1
         permanent = isinstance(error, PermanentFailure)
         message = failure_text(error)
         self._failures.add((job, Failure(job.id, message, result.replacement, permanent)))

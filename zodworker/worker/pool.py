@@ -122,6 +122,7 @@ class WorkerPool:
                 heartbeat=options.heartbeat_interval,
                 lease=options.recovery_timeout,
                 tasks=lambda: list(self._executor.tasks),
+                counts=lambda: (self._completer.completed, self._completer.failed),
             ),
             pool_id=self.pool_id,
             interval=options.heartbeat_interval,
