@@ -1,5 +1,6 @@
 """A non-editable install into a fresh virtualenv, outside the checkout, works: the SQL
-files ship inside the wheel, and so does ``py.typed``, so mypy checks a user's enqueue."""
+files and the dashboard's templates and static files ship inside the wheel, and so does
+``py.typed``, so mypy checks a user's enqueue."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def test_pip_install_then_migrate_from_outside_the_checkout(
         from zodworker.db import sqlfiles
         assert "site-packages" in zodworker.__file__, zodworker.__file__
         assert "site-packages" in str(sqlfiles._sql_root()), sqlfiles._sql_root()
+        from importlib import resources
+        web = resources.files("zodworker") / "web"  # the dashboard's files ship too
+        for name in ("templates/overview.html", "static/htmx.min.js", "static/style.css"):
+            assert (web / name).is_file(), name
         async def main():
             async with await psycopg.AsyncConnection.connect(sys.argv[1], autocommit=True) as c:
                 result = await zodworker.migrate(c)

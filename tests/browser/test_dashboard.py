@@ -5,12 +5,16 @@ what the database holds. Screenshots of each page land in ``$ZODWORKER_ARTEFACTS
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import shutil
 import socket
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import pytest
 from tests.support.procs import Proc, Procs, poll_until
 from zodworker import JobSpec, SyncStore
 from zodworker.admin import JobFilter, SyncAdmin
+from zodworker.db.cron import CronStore
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = playwright.expect
@@ -89,7 +94,8 @@ def start_worker(procs: Procs, db_url: str, tmp_path: Path, *args: str) -> Proc:
     tasks.mkdir(exist_ok=True)
     for name, text in TASKS.items():
         (tasks / name).write_text(textwrap.dedent(text))
-    return procs.zodworker("-c", db_url, "--tasks", str(tasks), "-j", "4", *args)
+    env = {"ZODWORKER_HEARTBEAT_INTERVAL": "0.5"}  # its counts reach the table sooner
+    return procs.zodworker("-c", db_url, "--tasks", str(tasks), "-j", "4", *args, env=env)
 
 
 def seed(db_url: str) -> dict[str, int]:
@@ -194,6 +200,10 @@ def test_cancel_a_running_job(page: Any, procs: Procs, db_url: str, tmp_path: Pa
     start_worker(procs, db_url, tmp_path)
     poll_until(lambda: admin_state(db_url, job_id) == "running", within=30, what="slow to run")
     url = start_dashboard(procs, db_url)
+    page.goto(f"{url}/workers")
+    expect(page.locator("#workers tbody tr")).to_have_count(1)
+    expect(page.locator("#workers td[data-running]")).to_have_text("1")
+    shot(page, "workers")
     page.goto(f"{url}/jobs/{job_id}")
     expect(page.locator("#state")).to_have_text("running")
     page.click("#cancel")
@@ -223,6 +233,11 @@ def test_a_job_a_worker_completes_leaves_open_pages_within_2s(
     expect(overview.locator("#total-ready")).to_have_text("1", timeout=LIVE_WITHIN_MS)
     expect(jobs.locator(f"tr[data-job='{job_id}']")).to_have_count(0, timeout=LIVE_WITHIN_MS)
     print(f"pages showed the completion {time.monotonic() - done_at:.2f} s after it")
+    # throughput: the pool's heartbeat carries its count; PostgreSQL counts the deletion
+    for rate in ("#rate-completed", "#rate-deleted"):
+        expect(overview.locator(rate)).to_have_text(re.compile(r"^[1-9][0-9]*$"), timeout=8000)
+    expect(overview.locator("#pools")).to_have_count(1)
+    expect(overview.locator("#pools td[data-completed]")).to_have_text("1")
     assert overview.url.rstrip("/") == url  # no reload, no navigation
     shot(overview, "overview-live")
     context.close()
@@ -239,3 +254,58 @@ def test_read_only_hides_every_action_and_refuses_posts(
     response = page.request.post(f"{url}/jobs/{ids['failed']}/delete", form={"csrf": "x"})
     assert response.status == 403
     assert admin_state(db_url, ids["failed"]) == "failed"
+
+
+def test_text_filter_then_bulk_reschedule_and_cancel(page: Any, procs: Procs, db_url: str) -> None:
+    ids = seed(db_url)
+    url = start_dashboard(procs, db_url)
+    page.goto(url + "/jobs")
+    page.fill("input[name=text]", "ALERT(1)")  # found in the payload's text, any case
+    page.click("form.filters button")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    expect(page.locator(f"tr[data-job='{ids['mail']}']")).to_have_count(1)
+
+    page.goto(url + "/jobs?queue=images")
+    page.fill("input[name=minutes]", "90")
+    page.click("form.bulk button[value=reschedule]")
+    expect(page.locator("h1")).to_have_text("Reschedule 3 jobs?")
+    page.click("#confirm")
+    expect(page.locator("p.done")).to_contain_text("reschedule: 3 jobs")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        [(moved,)] = conn.execute(
+            "select count(*) from graphile_worker.jobs where queue_name = 'images'"
+            " and run_at > now() + interval '89 minutes'"
+        ).fetchall()
+        assert moved == 3
+
+    page.goto(url + "/jobs?task=sendEmail")
+    page.click("form.bulk button[value=cancel]")
+    expect(page.locator("h1")).to_have_text("Cancel 1 job?")
+    shot(page, "confirm-cancel")
+    page.click("#confirm")
+    expect(page.locator("p.done")).to_contain_text("cancel: 1 jobs")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        view = SyncAdmin().get_job(conn, ids["mail"])
+        assert view is not None and (view.state, view.job.last_error) == ("failed", "cancelled")
+
+
+def test_cron_page_shows_what_the_database_knows_and_the_next_runs(
+    page: Any, procs: Procs, db_url: str, tmp_path: Path
+) -> None:
+    async def register() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            await CronStore(conn, "graphile_worker").register(["tidy"], datetime.now(UTC))
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this thread
+        thread.submit(asyncio.run, register()).result()
+    crontab = tmp_path / "crontab"
+    crontab.write_text("0 4 * * * tidy ?id=tidy\n*/5 * * * * ping ?id=ping&tz=Europe/Paris\n")
+    url = start_dashboard(procs, db_url, "--crontab", str(crontab))
+    page.goto(url + "/cron")
+    tidy, ping = page.locator("tr[data-item=tidy]"), page.locator("tr[data-item=ping]")
+    expect(tidy).to_contain_text("0 4 * * *")
+    expect(tidy.locator("td.last")).to_have_text("never")
+    expect(ping).to_contain_text("not yet registered")
+    expect(ping).to_contain_text("(Europe/Paris)")
+    assert len(ping.locator("td.next").inner_text().splitlines()) == 3
+    shot(page, "cron")

@@ -88,8 +88,10 @@ def test_every_page_renders_on_a_database_only_node_has_used(
             answer = client.get(url + path)
             assert answer.status_code == 200, (path, answer.text)
         assert "email" in client.get(url + "/jobs").text
-        for path in ("/queues", "/workers"):
+        for path in ("/queues", "/workers", "/"):
             assert "needs zodworker&#39;s tables" in client.get(url + path).text
+        queues = client.get(url + "/queues").text  # listed from graphile-worker's tables
+        assert 'data-queue="mail"' in queues and 'method="post"' not in queues
         with psycopg.connect(empty_db_url, autocommit=True) as conn:
             [job] = [v.job for v in SyncAdmin().list_jobs(conn).jobs if v.job.queue_name]
         page = client.get(f"{url}/jobs/{job.id}")

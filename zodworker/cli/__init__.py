@@ -65,7 +65,7 @@ async def _main(args: argparse.Namespace, settings: Settings) -> int:
     if command == "config":
         print_config(settings, as_json=args.json)
         return 0
-    crontab = crontab_path(settings) if command in ("run", "cron") else None
+    crontab = crontab_path(settings) if command in ("run", "cron", "dashboard") else None
     stamp = file_stamp(crontab)  # before reading: an edit after this is noticed
     cron_items = read_crontab(crontab)
     if command == "cron":
@@ -79,7 +79,7 @@ async def _main(args: argparse.Namespace, settings: Settings) -> int:
     if command == "dashboard":
         dashboard_auth(args)  # a bad bind fails before the database is touched
         url = resolve_connection(settings["connection"])
-        return await serve_dashboard(args, url, settings["schema"])
+        return await serve_dashboard(args, url, settings["schema"], cron_items)
     sources = task_sources(settings) if command == "run" else None
     url = resolve_connection(settings["connection"])
     options = replace(options, connection=url)

@@ -13,6 +13,7 @@ import ipaddress
 import os
 from typing import Any
 
+from ..cron import CronItem
 from ..errors import ConfigError
 
 __all__ = ["add_dashboard_command", "dashboard_auth", "serve_dashboard"]
@@ -62,8 +63,11 @@ def dashboard_auth(args: argparse.Namespace) -> dict[str, Any]:
     return {"token": token, "basic_auth": pair}
 
 
-async def serve_dashboard(args: argparse.Namespace, url: str, schema: str) -> int:
-    """Serve until interrupted; return the exit code."""
+async def serve_dashboard(
+    args: argparse.Namespace, url: str, schema: str, crontab: list[CronItem]
+) -> int:
+    """Serve until interrupted (``crontab``: items whose next runs the cron page shows);
+    return the exit code."""
     try:
         import uvicorn
 
@@ -73,7 +77,7 @@ async def serve_dashboard(args: argparse.Namespace, url: str, schema: str) -> in
             "dashboard", f"needs the web extra: pip install 'zodworker[web]' ({exc})"
         ) from None
     auth = dashboard_auth(args)
-    app = create_app(url, schema=schema, read_only=args.read_only, **auth)
+    app = create_app(url, schema=schema, read_only=args.read_only, crontab=crontab, **auth)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)
     print(f"zodworker dashboard on http://{args.host}:{args.port}/ (schema {schema!r})")

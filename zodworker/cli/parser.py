@@ -158,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cron(commands)
     _add_job(commands)
     add_admin_commands(commands, _basic_command)
-    dashboard = _basic_command(commands, "dashboard", "serve the web dashboard (loopback only)")
+    dashboard = _command(
+        commands, "dashboard", "serve the web dashboard (127.0.0.1 unless given credentials)"
+    )
+    _add_settings(dashboard, BASIC, only=("crontab",))
     add_dashboard_command(dashboard)
     return parser
 

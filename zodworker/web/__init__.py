@@ -7,7 +7,11 @@
     app = create_app("postgresql://localhost/app")          # an ASGI app
     fastapi_app.mount("/jobs-admin", create_app(pool, read_only=True))
 
-or ``zodworker dashboard [--host 127.0.0.1] [--port 8080]``. Server-rendered (Starlette and
+or ``zodworker dashboard [--host 127.0.0.1] [--port 8080] [--crontab FILE]``. Pages: the
+overview (jobs by task, queue and state, throughput per minute, oldest ready job per queue,
+live pools; it updates itself), jobs (filters, keyset pages, bulk retry / cancel /
+reschedule / delete after a confirmation with the count), one job, failed jobs grouped by
+error, queues (pause/resume), worker pools and cron items. Server-rendered (Starlette and
 Jinja2) with htmx; live parts are server-sent events; the few static files ship in the
 package (no build step, no CDN). It is built on the admin API (:mod:`zodworker.admin`), so
 it works on any graphile-worker 0.18 database: what needs zodworker's own tables (pausing

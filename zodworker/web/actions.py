@@ -8,6 +8,7 @@ GET), with what was done in the ``done`` query parameter.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Final
 from urllib.parse import urlencode
 
@@ -15,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..admin import JobFilter
+from ..db.rows import AsyncTarget
 from ..errors import DatabaseError, JobSpecError
 from .app import Dashboard, Handler
-from .pages import NEEDS_ZODWORKER, job_filter
+from .pages import FILTER_FIELDS, NEEDS_ZODWORKER, job_filter
 
 __all__ = ["ACTIONS"]
 
-BULK: Final = ("retry", "delete")
-_FILTER_FIELDS: Final = ("task", "queue", "state", "key", "flag")
+BULK: Final = ("retry", "delete", "reschedule", "cancel")
 
 
 def _back(request: Request, path: str, done: str, **query: str) -> Response:
@@ -43,21 +44,49 @@ def bulk(d: Dashboard) -> Handler:
             where = job_filter(form)
         except JobSpecError as exc:
             return d.render(request, "error.html", 400, message=str(exc))
-        filters = {k: str(form[k]) for k in _FILTER_FIELDS if form.get(k)}
+        filters = {k: str(form[k]) for k in FILTER_FIELDS if form.get(k)}
+        minutes = _minutes(form.get("minutes")) if action == "reschedule" else 0.0
+        if minutes is None:
+            message = "minutes: give how many minutes from now to move the jobs to, e.g. 30"
+            return d.render(request, "error.html", 400, message=message)
         target = await d.target()
         if form.get("confirmed") != "yes":
             count = await d.admin.count_jobs(target, where)
             ids = [str(i) for i in where.ids or ()]
             return d.render(
-                request, "confirm.html", action=action, count=count, filters=filters, ids=ids
+                request,
+                "confirm.html",
+                action=action,
+                count=count,
+                filters=filters,
+                ids=ids,
+                minutes=minutes,
             )
-        if action == "retry":
-            changed = await d.admin.retry_jobs(target, where)
-        else:
-            changed = await d.admin.delete_jobs(target, where)
+        changed = await _bulk(d, target, action, where, minutes)
         return _back(request, "/jobs", f"{action}: {len(changed)} jobs", **filters)
 
     return handle
+
+
+def _minutes(value: object) -> float | None:
+    try:
+        minutes = float(str(value))
+    except ValueError:
+        return None
+    return minutes if 0 <= minutes <= 10_000_000 else None
+
+
+async def _bulk(
+    d: Dashboard, target: AsyncTarget, action: str, where: JobFilter, minutes: float
+) -> list[int]:
+    if action == "retry":
+        return await d.admin.retry_jobs(target, where)
+    if action == "delete":
+        return await d.admin.delete_jobs(target, where)
+    if action == "cancel":
+        return await d.admin.cancel_jobs(target, where)
+    run_at = datetime.now(UTC) + timedelta(minutes=minutes)
+    return await d.admin.reschedule_jobs(target, where, run_at)
 
 
 def job_action(d: Dashboard) -> Handler:

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..admin import Admin
+from ..cron import CronItem, read_crontab
 from ..db.connect import Database
 from ..db.rows import AsyncTarget
 from ..errors import ConfigError
 from ..job import DEFAULT_SCHEMA
+from .throughput import Meter
 
 __all__ = ["CSRF_COOKIE", "Dashboard", "create_app"]
 
@@ -50,6 +52,7 @@ class Dashboard:
         token: str | None,
         basic_auth: tuple[str, str] | None,
         title: str,
+        crontab: Sequence[CronItem] = (),
     ) -> None:
         if token is not None and not token:
             raise ConfigError("token", "must not be empty; leave it unset for no token")
@@ -58,7 +61,9 @@ class Dashboard:
         self.schema = schema
         self.read_only = read_only
         self.title = title
+        self.crontab = list(crontab)
         self.admin = Admin(schema)
+        self.meter = Meter()
         self._token = token
         self._basic = basic_auth
         self._given = connection
@@ -189,11 +194,14 @@ def create_app(
     token: str | None = None,
     basic_auth: tuple[str, str] | None = None,
     title: str = "zodworker",
+    crontab: Sequence[CronItem] | str | Path | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app for ``connection`` (a connection URL, an async psycopg
     pool of yours, or a function returning one, e.g. a pool your app opens in its lifespan)
     and ``schema``. ``read_only`` hides and refuses every action; ``token``
-    and/or ``basic_auth`` (username, password) are required of every request when given."""
+    and/or ``basic_auth`` (username, password) are required of every request when given.
+    ``crontab`` (cron items, or a crontab file) adds each item's next runs to the cron
+    page, which otherwise lists what the database knows."""
     from . import actions, live, pages
 
     dashboard = Dashboard(
@@ -203,6 +211,7 @@ def create_app(
         token=token,
         basic_auth=basic_auth,
         title=title,
+        crontab=read_crontab(Path(crontab)) if isinstance(crontab, str | Path) else crontab or (),
     )
     guard = dashboard.guard
     routes = [

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ..errors import JobSpecError
 from .app import Dashboard, Handler
-from .pages import jobs_values, overview_values
+from .pages import jobs_values, overview_context
 
 __all__ = ["INTERVAL", "STREAMS", "sse_event"]
 
@@ -52,7 +52,7 @@ def _stream(d: Dashboard, event: str, template: str, values: Callable[[Request],
 
 def overview(d: Dashboard) -> Handler:
     async def values(request: Request) -> dict[str, Any]:
-        return overview_values(await d.admin.stats(await d.target()))
+        return await overview_context(d)
 
     return _stream(d, "counts", "_counts.html", values)
 

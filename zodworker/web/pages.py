@@ -21,10 +21,18 @@ from ..db.admin_plans import JOB_STATES
 from ..errors import DatabaseError, JobSpecError
 from .app import Dashboard, Handler
 
-__all__ = ["NEEDS_ZODWORKER", "PAGES", "job_filter", "optional"]
+__all__ = [
+    "FILTER_FIELDS",
+    "NEEDS_ZODWORKER",
+    "PAGES",
+    "job_filter",
+    "optional",
+    "overview_context",
+]
 
 STATE_ORDER: Final[tuple[JobState, ...]] = ("ready", "scheduled", "running", "retrying", "failed")
 PAGE_SIZE: Final = 50
+FILTER_FIELDS: Final = ("task", "queue", "state", "key", "flag", "text")
 FAILED_SAMPLE: Final = 1000
 NEEDS_ZODWORKER: Final = (
     "needs zodworker's tables in this schema (run `zodworker migrate`, or start a zodworker "
@@ -52,6 +60,7 @@ def job_filter(values: Any) -> JobFilter:
         state=state,  # type: ignore[arg-type]
         key=optional(values.get("key")),
         flag=optional(values.get("flag")),
+        text=optional(values.get("text")),
         ids=ids,
     )
 
@@ -97,14 +106,20 @@ def overview_values(stats: Stats) -> dict[str, Any]:
     }
 
 
+async def overview_context(d: Dashboard) -> dict[str, Any]:
+    """Everything the overview shows (also for its live part); samples the throughput."""
+    target = await d.target()
+    stats = await d.admin.stats(target)
+    workers, note = await _or_note(lambda: d.admin.list_workers(target))
+    if d.meter.due():
+        d.meter.add(workers, await d.admin.deleted_total(target))
+    rates = d.meter.rates(pools_known=note is None)
+    return {**overview_values(stats), "workers": workers, "note": note, "rates": rates}
+
+
 def overview(d: Dashboard) -> Handler:
     async def handle(request: Request) -> Response:
-        target = await d.target()
-        stats = await d.admin.stats(target)
-        workers, note = await _or_note(lambda: d.admin.list_workers(target))
-        return d.render(
-            request, "overview.html", **overview_values(stats), workers=workers, note=note
-        )
+        return d.render(request, "overview.html", **await overview_context(d))
 
     return handle
 
@@ -118,7 +133,7 @@ async def jobs_values(d: Dashboard, request: Request) -> dict[str, Any]:
     page = await d.admin.list_jobs(
         target, where, limit=PAGE_SIZE, after=int(after) if after and after.isdigit() else None
     )
-    shown = {k: v for k, v in query.items() if k in ("task", "queue", "state", "key", "flag") and v}
+    shown = {k: v for k, v in query.items() if k in FILTER_FIELDS and v}
     return {"page": page, "filters": shown, "states": STATE_ORDER, "after": after}
 
 
@@ -171,11 +186,9 @@ def failed(d: Dashboard) -> Handler:
 
 def queues(d: Dashboard) -> Handler:
     async def handle(request: Request) -> Response:
-        target = await d.target()
-        found, note = await _or_note(lambda: d.admin.list_queues(target))
-        return d.render(
-            request, "queues.html", queues=found, note=note, done=request.query_params.get("done")
-        )
+        found = await d.admin.list_queues(await d.target())
+        done = request.query_params.get("done")
+        return d.render(request, "queues.html", queues=found, note=NEEDS_ZODWORKER, done=done)
 
     return handle
 
@@ -189,6 +202,25 @@ def workers(d: Dashboard) -> Handler:
     return handle
 
 
+def cron(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        known = {k.identifier: k for k in await d.admin.known_crontabs(await d.target())}
+        given = {item.identifier: item for item in d.crontab}
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "identifier": name,
+                "known": known.get(name),
+                "item": given.get(name),
+                "next": given[name].next_runs(now, 3) if name in given else [],
+            }
+            for name in sorted(known.keys() | given.keys())
+        ]
+        return d.render(request, "cron.html", rows=rows, given=bool(d.crontab))
+
+    return handle
+
+
 PAGES: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
     ("/", overview),
     ("/jobs", jobs),
@@ -196,4 +228,5 @@ PAGES: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
     ("/failed", failed),
     ("/queues", queues),
     ("/workers", workers),
+    ("/cron", cron),
 ]
