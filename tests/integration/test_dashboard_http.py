@@ -15,7 +15,16 @@ from tests.support.graphile import graphile_worker, node_conninfo
 from tests.support.procs import Procs
 from zodworker.admin import SyncAdmin
 
-PAGES = ("/", "/jobs", "/jobs?state=ready", "/failed", "/queues", "/workers")
+PAGES = (
+    "/",
+    "/jobs",
+    "/jobs?state=ready",
+    "/jobs?text=x",
+    "/failed",
+    "/queues",
+    "/workers",
+    "/cron",
+)
 
 
 def _csrf(client: httpx.Client, url: str) -> str:
