@@ -84,6 +84,8 @@ where added.id is not null;
 -- queue) exists already. The rows, their ids (in the specs' order) and the NOTIFY are those
 -- add_jobs produces, without its upserts of tasks and queues and its keyed-update pass. No
 -- row back when a task or queue is new: the store then runs add_jobs, which creates them.
+-- The names come back null: they are the specs' own, filled in by the store, which orders
+-- the rows by id (joining the names back and sorting cost ~1.7 ms per 1,000 rows here).
 -- Parameter: a JSON array of objects named like job_spec's attributes, none with job_key.
 with spec as materialized (
   select
@@ -129,12 +131,9 @@ notified as (
   select pg_notify('jobs:insert', format('{"r":%%s,"count":%%s}', random(), known.specs))
   from known
 )
-select added.*, tasks.identifier, job_queues.queue_name
+select added.*, null::text, null::text
 from added
-join :SCHEMA._private_tasks as tasks on tasks.id = added.task_id
-left join :SCHEMA._private_job_queues as job_queues on job_queues.id = added.job_queue_id
-cross join (select count(*) from notified) as sent
-order by added.id;
+cross join (select count(*) from notified) as sent;
 
 -- name: remove_job
 select removed.*, tasks.identifier, job_queues.queue_name

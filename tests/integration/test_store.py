@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
+from psycopg.rows import tuple_row
 
 from tests.support.dbtools import count_jobs, lock_job, run_while_lock_in_flight
 from tests.support.graphile import graphile_worker
@@ -24,7 +25,7 @@ from zodworker import (
     JobSpecError,
     PayloadEncodeError,
 )
-from zodworker.db.rows import translate_errors
+from zodworker.db.rows import fetch_lazy, translate_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -102,6 +103,17 @@ async def test_add_jobs_returns_one_row_per_spec_with_names(conn: AsyncConn, sto
     assert got == {1: ("a", "q1", None), 2: ("b", "q2", "kb"), 3: ("a", None, None)}
     assert await count_jobs(conn) == 3
     assert await store.add_jobs(conn, []) == []
+
+
+async def test_lazy_rows_in_id_order_sort_rows_that_come_back_out_of_order(db_url: str) -> None:
+    query = b"select id, name from (values (30::bigint, 'c'), (10, 'a'), (20, 'b')) as v(id, name)"
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        rows = await fetch_lazy(conn, query, None, tuple_row)
+    seen: list[tuple[int, str]] = []
+    ordered = rows.in_id_order(lambda position, row: seen.append((position, row[1])))
+    assert [row[1] for row in ordered] == ["a", "b", "c"]
+    assert seen == [(0, "a"), (1, "b"), (2, "c")]  # each row finished once, at its place
+    assert ordered[-1] == (30, "c") and list(ordered) == [(10, "a"), (20, "b"), (30, "c")]
 
 
 async def test_a_keyless_batch_of_known_tasks_comes_back_in_spec_order(

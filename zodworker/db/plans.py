@@ -198,7 +198,7 @@ def plan_add_jobs(specs: Sequence[JobSpec], preserve_run_at: bool) -> Plan[Seque
     if all(spec.job_key is None for spec in specs):
         added: Sequence[Job] = yield Call("add_jobs_lean", (encoded,), bulk=True)
         if added:
-            return added
+            return _named_in_order(added, specs)
     preserve = bool(preserve_run_at)
     jobs = yield from _jobs(Call("add_jobs", (encoded, preserve), bulk=True))
     for _ in range(ADD_RETRIES):
@@ -212,6 +212,17 @@ def plan_add_jobs(specs: Sequence[JobSpec], preserve_run_at: bool) -> Plan[Seque
         more = yield from _jobs(Call("add_jobs", retry, bulk=True))
         jobs = [*jobs, *more]
     raise DatabaseError("add_jobs kept racing with workers locking keyed jobs; retry the call")
+
+
+def _named_in_order(rows: Sequence[Job], specs: Sequence[JobSpec]) -> Sequence[Job]:
+    """The lean batch's rows in the specs' order (its ids follow them), named after their
+    specs: every task and queue existed, so a row's names are its spec's."""
+
+    def name(position: int, job: Job) -> None:
+        spec = specs[position]
+        job.task_identifier, job.queue_name = spec.identifier, spec.queue_name
+
+    return rows.in_id_order(name) if isinstance(rows, LazyRows) else rows
 
 
 def plan_remove_job(job_key: str) -> Plan[Job | None]:

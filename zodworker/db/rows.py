@@ -250,13 +250,27 @@ class LazyRows(Sequence[Any]):
     of a fetch was claimed under ("" elsewhere). Compares equal to a list of the same rows.
     """
 
-    __slots__ = ("_make", "_rows", "_tx", "lease")
+    __slots__ = ("_finish", "_make", "_order", "_rows", "_tx", "lease")
 
     def __init__(self, tx: Any, count: int, make: RowMaker[Any], lease: str = "") -> None:
         self._tx = tx
         self._make = make
         self._rows: list[Any] = [None] * count
         self.lease = lease
+        self._order: list[int] | None = None
+        self._finish: Callable[[int, Any], None] | None = None
+
+    def in_id_order(self, finish: Callable[[int, Any], None] | None = None) -> LazyRows:
+        """These rows ordered by their first column (a bigint id, read raw), each passed to
+        ``finish(position, row)`` once when decoded; returns self. Costs one pass over the
+        ids when they come ordered already, as a statement's RETURNING usually gives them."""
+        value = self._tx.pgresult.get_value if self._tx is not None else None
+        if value is not None:
+            ids = [int.from_bytes(value(i, 0), "big", signed=True) for i in range(len(self))]
+            if ids != sorted(ids):
+                self._order = sorted(range(len(ids)), key=ids.__getitem__)
+        self._finish = finish
+        return self
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -272,7 +286,11 @@ class LazyRows(Sequence[Any]):
         if row is None:
             if index < 0:
                 index += len(self._rows)
-            row = self._rows[index] = self._tx.load_row(index, self._make)
+            source = index if self._order is None else self._order[index]
+            row = self._tx.load_row(source, self._make)
+            if self._finish is not None:
+                self._finish(index, row)
+            self._rows[index] = row
         return row
 
     def nulls(self, column: int) -> list[bool]:
