@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -145,7 +146,7 @@ class Dashboard:
             return None
         if not hmac.compare_digest(given.encode(), self._token.encode()):
             return None
-        query = "&".join(f"{k}={v}" for k, v in request.query_params.items() if k != "token")
+        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         url = request.url.path + (f"?{query}" if query else "")
         response = RedirectResponse(url, status_code=303)
         response.set_cookie(AUTH_COOKIE, given, httponly=True, samesite="strict")
@@ -176,7 +177,8 @@ class Dashboard:
         if self.read_only:
             return PlainTextResponse("the dashboard is read-only", status_code=403)
         origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        # the host only: behind a TLS-terminating proxy the scheme seen here is http
+        if origin is not None and urlsplit(origin).netloc != request.url.netloc:
             return PlainTextResponse("cross-origin request refused", status_code=403)
         cookie = request.cookies.get(CSRF_COOKIE, "")
         form = await request.form()
