@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -74,6 +75,7 @@ class Dashboard:
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        self.templates.filters["when"] = when
 
     # ------------------------------------------------------------------ the database
 
@@ -186,6 +188,11 @@ class Dashboard:
         if not cookie or not hmac.compare_digest(cookie.encode(), given.encode()):
             return PlainTextResponse("missing or wrong CSRF token; reload the page", 403)
         return None
+
+
+def when(value: datetime) -> str:
+    """A timestamp as the dashboard shows it: UTC, to the second."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def create_app(
