@@ -26,6 +26,7 @@ page. Payloads and errors are escaped; filters reach SQL only as parameters. Nee
 
 from __future__ import annotations
 
-from .app import Dashboard, create_app
+from .app import create_app
+from .dashboard import Dashboard
 
 __all__ = ["Dashboard", "create_app"]

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from ..admin import JobFilter
 from ..db.rows import AsyncTarget
 from ..errors import DatabaseError, JobSpecError
-from .app import Dashboard, Handler
+from .dashboard import Dashboard, Handler
 from .pages import FILTER_FIELDS, NEEDS_ZODWORKER, job_filter
 
 __all__ = ["ACTIONS"]

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..errors import JobSpecError
-from .app import Dashboard, Handler
+from .dashboard import Dashboard, Handler
 from .pages import jobs_values, overview_context
 
 __all__ = ["INTERVAL", "STREAMS", "sse_event"]

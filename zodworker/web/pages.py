@@ -19,7 +19,7 @@ from starlette.responses import Response
 from ..admin import JobFilter, JobState, Stats
 from ..db.admin_plans import JOB_STATES
 from ..errors import DatabaseError, JobSpecError
-from .app import Dashboard, Handler
+from .dashboard import Dashboard, Handler
 
 __all__ = [
     "FILTER_FIELDS",
