@@ -112,3 +112,11 @@ def test_every_page_renders_on_a_database_only_node_has_used(
             [job] = [v.job for v in SyncAdmin().list_jobs(conn).jobs if v.job.queue_name]
         page = client.get(f"{url}/jobs/{job.id}")
         assert page.status_code == 200 and "&lt;i&gt;x&lt;/i&gt;" in page.text
+        # an action that needs zodworker's tables says so, and changes nothing
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, page.text
+        refused = client.post(f"{url}/jobs/{job.id}/cancel", data={"csrf": token.group(1)})
+        assert refused.status_code == 409 and "needs zodworker&#39;s tables" in refused.text
+        with psycopg.connect(empty_db_url, autocommit=True) as conn:
+            view = SyncAdmin().get_job(conn, job.id)
+            assert view is not None and view.state == "ready"

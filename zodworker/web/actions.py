@@ -17,9 +17,9 @@ from starlette.responses import RedirectResponse, Response
 
 from ..admin import JobFilter
 from ..db.rows import AsyncTarget
-from ..errors import DatabaseError, JobSpecError
+from ..errors import JobSpecError
 from .dashboard import Dashboard, Handler
-from .pages import FILTER_FIELDS, NEEDS_ZODWORKER, job_filter
+from .pages import FILTER_FIELDS, job_filter
 
 __all__ = ["ACTIONS"]
 
@@ -33,7 +33,8 @@ def _back(request: Request, path: str, done: str, **query: str) -> Response:
 
 
 def bulk(d: Dashboard) -> Handler:
-    """Retry or delete the jobs ticked (``ids``) or all that match the filter."""
+    """Retry, cancel, reschedule or delete the jobs ticked (``ids``) or all that match the
+    filter, once a confirmation page has shown how many."""
 
     async def handle(request: Request) -> Response:
         form = await request.form()
@@ -98,25 +99,16 @@ def job_action(d: Dashboard) -> Handler:
         target = await d.target()
         path = f"/jobs/{job_id}"
         if action == "cancel":
-            try:
-                cancelled = await d.admin.cancel_job(target, job_id)
-            except DatabaseError as exc:
-                if exc.sqlstate != "42P01":
-                    raise
-                return d.render(request, "error.html", 409, message=f"cancel {NEEDS_ZODWORKER}")
+            cancelled = await d.admin.cancel_job(target, job_id)
             if cancelled is None:
                 return d.render(request, "error.html", 404, message=f"no job {job_id}")
             how = f"told {cancelled.running_on} to abort it" if cancelled.running_on else "failed"
             return _back(request, path, f"cancelled ({how})")
-        where = JobFilter(ids=[job_id])
-        if action == "retry":
-            changed = await d.admin.retry_jobs(target, where)
-        elif action == "delete":
-            changed = await d.admin.delete_jobs(target, where)
-            if changed:
-                return _back(request, "/jobs", f"deleted job {job_id}")
-        else:
+        if action not in ("retry", "delete"):
             return d.render(request, "error.html", 400, message=f"unknown action {action!r}")
+        changed = await _bulk(d, target, action, JobFilter(ids=[job_id]), 0.0)
+        if action == "delete" and changed:
+            return _back(request, "/jobs", f"deleted job {job_id}")
         done = f"{action}: done" if changed else f"{action}: skipped (a live worker holds it)"
         return _back(request, path, done)
 
@@ -140,10 +132,6 @@ def queue_action(d: Dashboard) -> Handler:
                 changed = await d.admin.resume_queue(target, name)
         except JobSpecError as exc:
             return d.render(request, "error.html", 400, message=str(exc))
-        except DatabaseError as exc:
-            if exc.sqlstate != "42P01":
-                raise
-            return d.render(request, "error.html", 409, message=f"{action} {NEEDS_ZODWORKER}")
         state = "paused" if action == "pause" else "resumed"
         return _back(request, "/queues", f"{name}: {state}" if changed else f"{name}: unchanged")
 

@@ -25,12 +25,34 @@ from ..admin import Admin
 from ..cron import CronItem
 from ..db.connect import Database
 from ..db.rows import AsyncTarget
-from ..errors import ConfigError
+from ..errors import ConfigError, DatabaseError
 from .throughput import Meter
 
-__all__ = ["AUTH_COOKIE", "CSRF_COOKIE", "HERE", "Dashboard", "Handler", "when"]
+__all__ = [
+    "AUTH_COOKIE",
+    "CSRF_COOKIE",
+    "HERE",
+    "NEEDS_ZODWORKER",
+    "Dashboard",
+    "Handler",
+    "lacks_zodworker_tables",
+    "when",
+]
 
 HERE = Path(__file__).parent
+NEEDS_ZODWORKER = (
+    "needs zodworker's tables in this schema (run `zodworker migrate`, or start a zodworker "
+    "worker once); graphile-worker's own schema cannot answer it"
+)
+_UNDEFINED_TABLE = "42P01"
+
+
+def lacks_zodworker_tables(exc: DatabaseError) -> bool:
+    """Whether ``exc`` says a table is missing: zodworker's, on a schema only Node
+    graphile-worker has used (graphile-worker's own are checked when the app connects)."""
+    return exc.sqlstate == _UNDEFINED_TABLE
+
+
 CSRF_COOKIE = "zw_csrf"
 AUTH_COOKIE = "zw_token"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -95,10 +117,9 @@ class Dashboard:
 
     # ------------------------------------------------------------------ rendering
 
-    def render(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
-        """A page (or fragment) from ``templates/``, with the CSRF token in its forms."""
-        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        html = self.templates.get_template(name).render(
+    def html(self, request: Request, name: str, *, csrf: str = "", **values: Any) -> str:
+        """A template of ``templates/`` rendered for ``request`` (a page, or a live part)."""
+        return self.templates.get_template(name).render(
             base=request.scope.get("root_path", ""),
             title=self.title,
             read_only=self.read_only,
@@ -106,6 +127,11 @@ class Dashboard:
             request=request,
             **values,
         )
+
+    def render(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
+        """A page from ``templates/``, with the CSRF token in its forms."""
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        html = self.html(request, name, csrf=csrf, **values)
         response = Response(html, status_code=status, media_type="text/html")
         if request.cookies.get(CSRF_COOKIE) != csrf:
             response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict")
@@ -161,11 +187,17 @@ class Dashboard:
                 return login
             if not self.authorized(request):
                 return self.challenge()
-            if action:
-                refused = await self._refuse_action(request)
-                if refused is not None:
-                    return refused
-            return await handler(request)
+            if not action:
+                return await handler(request)
+            refused = await self._refuse_action(request)
+            if refused is not None:
+                return refused
+            try:
+                return await handler(request)
+            except DatabaseError as exc:  # pausing, cancelling: zodworker's tables
+                if not lacks_zodworker_tables(exc):
+                    raise
+                return self.render(request, "error.html", 409, message=f"This {NEEDS_ZODWORKER}")
 
         return guarded
 

@@ -7,7 +7,7 @@ fragment each :data:`INTERVAL`; the stream ends when the browser goes away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -29,17 +29,18 @@ def sse_event(event: str, html: str) -> str:
     return f"event: {event}\n{lines}\n"
 
 
-def _stream(d: Dashboard, event: str, template: str, values: Callable[[Request], Any]) -> Handler:
+def _stream(
+    d: Dashboard,
+    event: str,
+    template: str,
+    values: Callable[[Request], Awaitable[dict[str, Any]]],
+) -> Handler:
     async def handle(request: Request) -> Response:
         async def events() -> AsyncIterator[str]:
             while not await request.is_disconnected():
                 try:
-                    fragment = d.templates.get_template(template).render(
-                        base=request.scope.get("root_path", ""),
-                        read_only=d.read_only,
-                        **await values(request),
-                    )
-                except JobSpecError:
+                    fragment = d.html(request, template, **await values(request))
+                except JobSpecError:  # a bad filter: the page itself says so
                     return
                 yield sse_event(event, fragment)
                 await asyncio.sleep(INTERVAL)
@@ -51,17 +52,11 @@ def _stream(d: Dashboard, event: str, template: str, values: Callable[[Request],
 
 
 def overview(d: Dashboard) -> Handler:
-    async def values(request: Request) -> dict[str, Any]:
-        return await overview_context(d)
-
-    return _stream(d, "counts", "_counts.html", values)
+    return _stream(d, "counts", "_counts.html", lambda request: overview_context(d))
 
 
 def jobs(d: Dashboard) -> Handler:
-    async def values(request: Request) -> dict[str, Any]:
-        return await jobs_values(d, request)
-
-    return _stream(d, "jobs", "_jobs_table.html", values)
+    return _stream(d, "jobs", "_jobs_table.html", lambda request: jobs_values(d, request))
 
 
 STREAMS: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [

@@ -19,11 +19,10 @@ from starlette.responses import Response
 from ..admin import JobFilter, JobState, Stats
 from ..db.admin_plans import JOB_STATES
 from ..errors import DatabaseError, JobSpecError
-from .dashboard import Dashboard, Handler
+from .dashboard import NEEDS_ZODWORKER, Dashboard, Handler, lacks_zodworker_tables
 
 __all__ = [
     "FILTER_FIELDS",
-    "NEEDS_ZODWORKER",
     "PAGES",
     "job_filter",
     "optional",
@@ -34,11 +33,6 @@ STATE_ORDER: Final[tuple[JobState, ...]] = ("ready", "scheduled", "running", "re
 PAGE_SIZE: Final = 50
 FILTER_FIELDS: Final = ("task", "queue", "state", "key", "flag", "text")
 FAILED_SAMPLE: Final = 1000
-NEEDS_ZODWORKER: Final = (
-    "needs zodworker's tables in this schema (run `zodworker migrate`, or start a zodworker "
-    "worker once); graphile-worker's own schema cannot answer it"
-)
-_UNDEFINED_TABLE: Final = "42P01"
 _pretty = msgspec.json.Encoder(order="sorted")
 
 
@@ -70,7 +64,7 @@ async def _or_note(read: Callable[[], Awaitable[Any]]) -> tuple[Any, str | None]
     try:
         return await read(), None
     except DatabaseError as exc:
-        if exc.sqlstate == _UNDEFINED_TABLE:
+        if lacks_zodworker_tables(exc):
             return None, NEEDS_ZODWORKER
         raise
 
