@@ -363,7 +363,8 @@ async def test_known_crontabs_deleted_rows_and_pool_counts(
             return bool(workers) and (workers[0].completed, workers[0].failed) == (3, 1)
 
         await wait_until(counted, within=10, what="the pool's heartbeat to carry its counts")
-    assert failing.id not in {j.id for j in done}
+    assert len(done) == 3
+    assert (await admin.get_job(conn, failing.id)).state == "retrying"  # the failed attempt
 
     async def deleted() -> bool:  # the statistics system counts within about a second
         now = await admin.deleted_total(conn)

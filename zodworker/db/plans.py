@@ -222,7 +222,12 @@ def _named_in_order(rows: Sequence[Job], specs: Sequence[JobSpec]) -> Sequence[J
         spec = specs[position]
         job.task_identifier, job.queue_name = spec.identifier, spec.queue_name
 
-    return rows.in_id_order(name) if isinstance(rows, LazyRows) else rows
+    if isinstance(rows, LazyRows):  # what the runner hands back for bulk job statements
+        return rows.in_id_order(name)
+    ordered = sorted(rows, key=lambda job: job.id)
+    for position, job in enumerate(ordered):
+        name(position, job)
+    return ordered
 
 
 def plan_remove_job(job_key: str) -> Plan[Job | None]:

@@ -294,7 +294,8 @@ class LazyRows(Sequence[Any]):
         return row
 
     def nulls(self, column: int) -> list[bool]:
-        """Whether ``column`` is NULL, for each row, read without decoding any row."""
+        """Whether ``column`` is NULL, for each row in the statement's order (not
+        :meth:`in_id_order`'s), read without decoding any row."""
         if self._tx is None:
             return []
         value = self._tx.pgresult.get_value
