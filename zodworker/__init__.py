@@ -7,10 +7,11 @@ Node workers can run each other's jobs. The public names, in four tiers:
   :class:`ZodWorker` (recurring tasks, cleanup, a metrics reporter);
 * **worker**: run plain handlers with :func:`run` / :func:`run_once` / :class:`WorkerPool`;
 * **database**: add jobs in your own transaction with :class:`Store` / :class:`SyncStore`,
-  install the schema with :func:`migrate`;
+  under concurrency and rate limits (:class:`Limit`, :class:`Rate`), install the schema
+  with :func:`migrate`;
 * **errors**: one tree under :class:`ZodworkerError`.
 
-The house, bottom up: the vocabulary (``job``, ``errors``, ``events``, ``config``,
+The house, bottom up: the vocabulary (``job``, ``limits``, ``errors``, ``events``, ``config``,
 ``lifecycle``), ``db/`` (the only user of psycopg), ``worker/``, ``cron/`` and ``embedded/``,
 then the face (``catalog``, ``typed``, ``tracing``, ``client``, ``service``, ``cli/``).
 """
@@ -55,6 +56,7 @@ from .errors import (
 )
 from .events import Event, EventName, Events
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
+from .limits import LIMITED_FLAG, Limit, Rate
 from .service import resolve_connection, run, run_once
 from .settings import Settings, load_settings
 from .worker import (
@@ -103,11 +105,14 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "run_once",
     # database
     "DEFAULT_SCHEMA",
+    "LIMITED_FLAG",
     "AsyncTarget",
     "Job",
     "JobKeyMode",
     "JobSpec",
+    "Limit",
     "MigrationResult",
+    "Rate",
     "Store",
     "SyncStore",
     "SyncTarget",

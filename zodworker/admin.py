@@ -29,8 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from .db import admin_plans as plans
+from .db import limit_plans
 from .db.admin_plans import (
     DEFAULT_BOUND,
     Cancelled,
@@ -46,12 +48,15 @@ from .db.admin_plans import (
     StatsRow,
     WorkerInfo,
 )
+from .db.limit_plans import KEEP, LimitInfo
 from .db.plans import plan_force_unlock_workers
 from .db.rows import AsyncTarget, SyncTarget
 from .db.runner import AsyncRunner, SyncRunner
+from .limits import Rate
 
 __all__ = [
     "DEFAULT_BOUND",
+    "KEEP",
     "Admin",
     "Cancelled",
     "Count",
@@ -61,6 +66,7 @@ __all__ = [
     "JobState",
     "JobView",
     "KnownCrontab",
+    "LimitInfo",
     "QueueInfo",
     "Stats",
     "StatsRow",
@@ -123,8 +129,9 @@ class Admin(AsyncRunner):
         return await self._run(target, plans.plan_cancel_job(job_id))
 
     async def stats(self, target: AsyncTarget, *, bound: int = DEFAULT_BOUND) -> Stats:
-        """Jobs by task, queue and state, and the oldest ready job per queue."""
-        return await self._run(target, plans.plan_stats(self.schema, bound))
+        """Jobs by task, queue and state, the oldest ready job per queue, and the jobs
+        running and waiting under each limit."""
+        return await self._run(target, limit_plans.plan_stats_and_limits(self.schema, bound))
 
     async def list_queues(
         self, target: AsyncTarget, *, bound: int = DEFAULT_BOUND
@@ -152,6 +159,26 @@ class Admin(AsyncRunner):
         """Rows ever deleted from the jobs table (completions by any worker, Node's too,
         and deletions), as PostgreSQL's statistics count them; sample it for a rate."""
         return await self._run(target, plans.plan_deleted_total(self.schema))
+
+    async def limits(self, target: AsyncTarget, *, bound: int = DEFAULT_BOUND) -> list[LimitInfo]:
+        """Every limit: its numbers, keys, jobs running under it and jobs waiting."""
+        return await self._run(target, limit_plans.plan_list_limits(self.schema, bound))
+
+    async def set_limit(
+        self,
+        target: AsyncTarget,
+        name: str,
+        *,
+        concurrency: int | Literal["keep"] | None = KEEP,
+        rate: Rate | Literal["keep"] | None = KEEP,
+    ) -> None:
+        """Set a limit's numbers now (None: no cap); every pool uses them at its next
+        fetch, and they hold whatever code declares until :meth:`reset_limit`."""
+        await self._run(target, limit_plans.plan_set_limit(name, concurrency, rate))
+
+    async def reset_limit(self, target: AsyncTarget, name: str) -> bool:
+        """Back to the numbers code declared; False when there is no such limit."""
+        return await self._run(target, limit_plans.plan_reset_limit(name))
 
     async def unlock_workers(self, target: AsyncTarget, worker_ids: Sequence[str]) -> None:
         """Release every job and queue the given workers (pool or graphile-worker ids) hold."""
@@ -208,7 +235,7 @@ class SyncAdmin(SyncRunner):
 
     def stats(self, target: SyncTarget, *, bound: int = DEFAULT_BOUND) -> Stats:
         """See :meth:`Admin.stats`."""
-        return self._run(target, plans.plan_stats(self.schema, bound))
+        return self._run(target, limit_plans.plan_stats_and_limits(self.schema, bound))
 
     def list_queues(self, target: SyncTarget, *, bound: int = DEFAULT_BOUND) -> list[QueueInfo]:
         """See :meth:`Admin.list_queues`."""
@@ -233,6 +260,25 @@ class SyncAdmin(SyncRunner):
     def deleted_total(self, target: SyncTarget) -> Deleted:
         """See :meth:`Admin.deleted_total`."""
         return self._run(target, plans.plan_deleted_total(self.schema))
+
+    def limits(self, target: SyncTarget, *, bound: int = DEFAULT_BOUND) -> list[LimitInfo]:
+        """Every limit (see :meth:`Admin.limits`)."""
+        return self._run(target, limit_plans.plan_list_limits(self.schema, bound))
+
+    def set_limit(
+        self,
+        target: SyncTarget,
+        name: str,
+        *,
+        concurrency: int | Literal["keep"] | None = KEEP,
+        rate: Rate | Literal["keep"] | None = KEEP,
+    ) -> None:
+        """Set a limit's numbers now (see :meth:`Admin.set_limit`)."""
+        self._run(target, limit_plans.plan_set_limit(name, concurrency, rate))
+
+    def reset_limit(self, target: SyncTarget, name: str) -> bool:
+        """Back to the declared numbers (see :meth:`Admin.reset_limit`)."""
+        return self._run(target, limit_plans.plan_reset_limit(name))
 
     def unlock_workers(self, target: SyncTarget, worker_ids: Sequence[str]) -> None:
         """See :meth:`Admin.unlock_workers`."""

@@ -299,3 +299,54 @@ select cancelled.id, cancelled.locked_by,
   case when cancelled.locked_by is not null
     then pg_notify('zodworker:cancel', cancelled.id::text) end
 from cancelled;
+
+-- name: admin_limits
+-- Every limit with its numbers (in effect and declared by code), its keys with work, the
+-- jobs running under it (slots) and the jobs under it in all, counted up to a bound.
+select limits.name, limits.concurrency, limits.rate_count, limits.rate_seconds,
+  limits.declared_concurrency, limits.declared_rate_count, limits.declared_rate_seconds,
+  limits.overridden, limits.updated_at,
+  (select count(*) from :SCHEMA._zodworker_limit_keys as keys
+   where keys.limit_name = limits.name)::int,
+  (select count(*) from :SCHEMA._zodworker_limit_slots as slots
+   where slots.limit_name = limits.name)::int,
+  (select count(*) from (
+     select 1 from :SCHEMA._zodworker_limited_jobs as limited
+     where limited.limit_name = limits.name limit %(bound)s
+   ) as under)::int
+from :SCHEMA._zodworker_limits as limits
+order by limits.name;
+
+-- name: admin_set_limit
+-- An operator's numbers for a limit: they hold (overridden) until reset, whatever code
+-- declares meanwhile; each is changed only when its set_ flag is true. Tells every pool.
+with changed as (
+  insert into :SCHEMA._zodworker_limits as limits
+    (name, concurrency, rate_count, rate_seconds, overridden)
+  values (%(name)s, %(concurrency)s, %(rate_count)s, %(rate_seconds)s, true)
+  on conflict (name) do update
+  set concurrency = case when %(set_concurrency)s then excluded.concurrency
+      else limits.concurrency end,
+    rate_count = case when %(set_rate)s then excluded.rate_count else limits.rate_count end,
+    rate_seconds = case when %(set_rate)s then excluded.rate_seconds
+      else limits.rate_seconds end,
+    overridden = true,
+    updated_at = now()
+  returning limits.name
+)
+select pg_notify('zodworker:limits', '') from changed;
+
+-- name: admin_reset_limit
+-- Back to the numbers code declared. Returns the limit's name when it exists.
+with reset as (
+  update :SCHEMA._zodworker_limits as limits
+  set concurrency = limits.declared_concurrency, rate_count = limits.declared_rate_count,
+    rate_seconds = limits.declared_rate_seconds, overridden = false, updated_at = now()
+  where limits.name = %(name)s
+  returning limits.name
+)
+select reset.name, pg_notify('zodworker:limits', '') from reset;
+
+-- name: admin_has_limits
+-- Whether zodworker's limit tables are installed. Parameter: schema (a value, quoted here).
+select to_regclass(format('%%I._zodworker_limits', %(schema)s::text)) is not null;

@@ -186,3 +186,81 @@ from :SCHEMA._private_jobs as jobs
 left join :SCHEMA._private_tasks as tasks on tasks.id = jobs.task_id
 left join :SCHEMA._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id
 where jobs.id = %s;
+
+-- name: record_limits
+-- Record which limits and keys the jobs just added are under (sql/zodworker/000006.sql),
+-- in the transaction that added them: a key row for every key, the limit's declared numbers
+-- when it has no row yet, and for each job exactly the given limits (a replaced keyed job
+-- drops limits it is no longer under). Tells every pool ("zodworker:limits").
+-- Parameters: per (job, limit): job ids, positions, limit names, keys; per limit: names,
+-- concurrency, rate counts, rate seconds.
+with refs as (
+  select given.job_id, given.position, given.limit_name, given.limit_key
+  from unnest(%(job_ids)s::bigint[], %(positions)s::smallint[], %(names)s::text[],
+    %(keys)s::text[]) as given(job_id, position, limit_name, limit_key)
+),
+declared as (
+  insert into :SCHEMA._zodworker_limits (
+    name, concurrency, rate_count, rate_seconds,
+    declared_concurrency, declared_rate_count, declared_rate_seconds
+  )
+  select given.name, given.concurrency, given.rate_count, given.rate_seconds,
+    given.concurrency, given.rate_count, given.rate_seconds
+  from unnest(%(limit_names)s::text[], %(concurrency)s::int[], %(rate_counts)s::int[],
+    %(rate_seconds)s::float8[]) as given(name, concurrency, rate_count, rate_seconds)
+  on conflict (name) do nothing
+),
+keyed as (
+  insert into :SCHEMA._zodworker_limit_keys (limit_name, limit_key)
+  select distinct refs.limit_name, refs.limit_key from refs
+  on conflict do nothing
+),
+recorded as (
+  insert into :SCHEMA._zodworker_limited_jobs
+    (job_id, limit_name, limit_key, position, priority, run_at)
+  select refs.job_id, refs.limit_name, refs.limit_key, refs.position, jobs.priority, jobs.run_at
+  from refs
+  inner join :SCHEMA._private_jobs as jobs on jobs.id = refs.job_id
+  on conflict (job_id, limit_name) do update
+  set limit_key = excluded.limit_key, position = excluded.position,
+    priority = excluded.priority, run_at = excluded.run_at
+),
+dropped as (
+  delete from :SCHEMA._zodworker_limited_jobs as limited
+  where limited.job_id = any(%(job_ids)s::bigint[])
+    and not exists (
+      select 1 from refs
+      where refs.job_id = limited.job_id and refs.limit_name = limited.limit_name
+    )
+)
+select pg_notify('zodworker:limits', '');
+
+-- name: declare_limits
+-- The numbers code declares for its limits. An operator's setting (overridden) holds until
+-- it is reset; otherwise the declared numbers take effect. Tells every pool.
+-- Parameters: names, concurrency, rate counts, rate seconds.
+with declared as (
+  insert into :SCHEMA._zodworker_limits as limits (
+    name, concurrency, rate_count, rate_seconds,
+    declared_concurrency, declared_rate_count, declared_rate_seconds
+  )
+  select given.name, given.concurrency, given.rate_count, given.rate_seconds,
+    given.concurrency, given.rate_count, given.rate_seconds
+  from unnest(%(limit_names)s::text[], %(concurrency)s::int[], %(rate_counts)s::int[],
+    %(rate_seconds)s::float8[]) as given(name, concurrency, rate_count, rate_seconds)
+  on conflict (name) do update
+  set declared_concurrency = excluded.declared_concurrency,
+    declared_rate_count = excluded.declared_rate_count,
+    declared_rate_seconds = excluded.declared_rate_seconds,
+    concurrency = case when limits.overridden then limits.concurrency
+      else excluded.concurrency end,
+    rate_count = case when limits.overridden then limits.rate_count else excluded.rate_count end,
+    rate_seconds = case when limits.overridden then limits.rate_seconds
+      else excluded.rate_seconds end,
+    updated_at = now()
+  where (limits.declared_concurrency, limits.declared_rate_count, limits.declared_rate_seconds)
+    is distinct from
+    (excluded.declared_concurrency, excluded.declared_rate_count, excluded.declared_rate_seconds)
+  returning limits.name
+)
+select pg_notify('zodworker:limits', '') from (select count(*) from declared) as changed;

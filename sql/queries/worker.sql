@@ -144,6 +144,11 @@ released as (
   set locked_by = null, locked_at = null
   from returned
   where job_queues.id = returned.job_queue_id and job_queues.locked_by = %(owner)s::text
+),
+freed_slots as (
+  delete from :SCHEMA._zodworker_limit_slots as slots
+  where slots.job_id in (select id from returned) and slots.owner = %(owner)s::text
+  returning pg_notify('zodworker:limits', '')
 )
 select returned.id from returned;
 
@@ -189,10 +194,15 @@ where pools.pool_id = %(pool_id)s and pools.lease_expires_at > now()
 returning pools.pool_id;
 
 -- name: unregister_pool
--- End a lease: forget the row and release every job and queue lock still held under it.
--- Returns the ids of the released jobs.
+-- End a lease: forget the row and release every job and queue lock and every limit slot
+-- still held under it. Returns the ids of the released jobs.
 with gone as (
   delete from :SCHEMA._zodworker_pools where pool_id = %(pool_id)s
+),
+freed_slots as (
+  delete from :SCHEMA._zodworker_limit_slots as slots
+  where slots.owner = %(pool_id)s
+  returning pg_notify('zodworker:limits', '')
 ),
 released_queues as (
   update :SCHEMA._private_job_queues as job_queues
@@ -208,7 +218,7 @@ returning jobs.id;
 -- Pools whose lease has expired (by their own lease length; rows of older zodworkers: 30 s
 -- after their last heartbeat) are presumed dead: forget them and release every job and
 -- queue lock they held. The job and queue scans run only when some pool died (one-time
--- filter). Returns the ids of the released jobs.
+-- filter). Their limit slots are freed too. Returns the ids of the released jobs.
 with dead as (
   delete from :SCHEMA._zodworker_pools as pools
   where case
@@ -221,6 +231,11 @@ released_queues as (
   update :SCHEMA._private_job_queues as job_queues
   set locked_at = null, locked_by = null
   where exists (select 1 from dead) and job_queues.locked_by in (select pool_id from dead)
+),
+freed_slots as (
+  delete from :SCHEMA._zodworker_limit_slots as slots
+  where exists (select 1 from dead) and slots.owner in (select pool_id from dead)
+  returning pg_notify('zodworker:limits', '')
 )
 update :SCHEMA._private_jobs as jobs
 set locked_at = null, locked_by = null
@@ -275,3 +290,108 @@ where not exists (
 )
 group by tasks.identifier
 order by tasks.identifier;
+
+-- name: get_limited_jobs
+-- get_jobs for limited jobs (flag 'zw:limited'): keys least recently served first, every
+-- limit a job is under must have room (see sql/zodworker/000006.sql). In the order taken.
+-- Parameters: pool id (the lease), task ids, forbidden flags, N.
+select locked.*, null::text as task_identifier, (
+  select names.queue_name from :SCHEMA._private_job_queues as names
+  where names.id = locked.job_queue_id
+) as queue_name
+from :SCHEMA._zodworker_get_limited_jobs(
+  %(pool_id)s::text, %(task_ids)s::int[], %(forbidden)s::text[], %(n)s::int, null
+) as locked;
+
+-- name: release_limited
+-- After the outcome of limited jobs was written (complete, fail or return): free the
+-- concurrency slots they held under owner, forget the limits of jobs that are gone, and
+-- keep the order columns of jobs that will run again (a retry's new run_at). Tells every
+-- pool there is room ("zodworker:limits"). Parameters: ids, owner.
+with released as (
+  delete from :SCHEMA._zodworker_limit_slots as slots
+  where slots.job_id = any(%(ids)s::bigint[]) and slots.owner = %(owner)s::text
+  returning slots.job_id
+),
+forgotten as (
+  delete from :SCHEMA._zodworker_limited_jobs as limited
+  where limited.job_id = any(%(ids)s::bigint[])
+    and not exists (select 1 from :SCHEMA._private_jobs as jobs where jobs.id = limited.job_id)
+),
+reordered as (
+  update :SCHEMA._zodworker_limited_jobs as limited
+  set run_at = jobs.run_at, priority = jobs.priority
+  from :SCHEMA._private_jobs as jobs
+  where limited.job_id = any(%(ids)s::bigint[]) and jobs.id = limited.job_id
+    and (limited.run_at, limited.priority) is distinct from (jobs.run_at, jobs.priority)
+)
+select pg_notify('zodworker:limits', '') where exists (select 1 from released);
+
+-- name: limits_next_room
+-- Seconds until a rate-limited key that is full now has room again (its oldest start that
+-- keeps it full leaves the window), or null: when a pool should look again without waiting
+-- for a notification.
+with windows as (
+  select starts.started_at, limits.rate_count, limits.rate_seconds,
+    row_number() over keyed as nth, count(*) over keyed as held
+  from :SCHEMA._zodworker_limit_starts as starts
+  inner join :SCHEMA._zodworker_limits as limits on limits.name = starts.limit_name
+  where limits.rate_count is not null
+    and starts.started_at > clock_timestamp() - make_interval(secs => limits.rate_seconds)
+  window keyed as (partition by starts.limit_name, starts.limit_key order by starts.started_at
+    rows between unbounded preceding and unbounded following)
+)
+select extract(epoch from min(windows.started_at + make_interval(secs => windows.rate_seconds))
+  - clock_timestamp())::float8
+from windows
+where windows.nth = windows.held - windows.rate_count + 1;
+
+-- name: reconcile_limits
+-- The limits' housekeeping, for whatever unlocked or removed a limited job other than the
+-- pool that ran it (an operator's force_unlock_workers, the 4-hour sweep, a Node worker,
+-- remove_job): free slots whose job is no longer locked by the slot's owner, forget limits
+-- of jobs that are gone or no longer flagged, drop starts older than their window (a day
+-- for a limit without a row), give a key row back to every key with limited jobs, and drop
+-- key rows idle for an hour with nothing left. Returns the slots freed.
+with freed as (
+  delete from :SCHEMA._zodworker_limit_slots as slots
+  where not exists (
+    select 1 from :SCHEMA._private_jobs as jobs
+    where jobs.id = slots.job_id and jobs.locked_by = slots.owner
+  )
+  returning slots.job_id
+),
+forgotten as (
+  delete from :SCHEMA._zodworker_limited_jobs as limited
+  where not exists (
+    select 1 from :SCHEMA._private_jobs as jobs
+    where jobs.id = limited.job_id and jobs.flags ? 'zw:limited'
+  )
+),
+expired as (
+  delete from :SCHEMA._zodworker_limit_starts as starts
+  where starts.started_at < now() - coalesce(
+    (select make_interval(secs => limits.rate_seconds)
+     from :SCHEMA._zodworker_limits as limits where limits.name = starts.limit_name),
+    interval '1 day'
+  )
+),
+healed as (
+  insert into :SCHEMA._zodworker_limit_keys (limit_name, limit_key)
+  select distinct limited.limit_name, limited.limit_key
+  from :SCHEMA._zodworker_limited_jobs as limited
+  on conflict do nothing
+),
+pruned as (
+  delete from :SCHEMA._zodworker_limit_keys as keys
+  where coalesce(keys.served_at, keys.created_at) < now() - interval '1 hour'
+    and not exists (
+      select 1 from :SCHEMA._zodworker_limited_jobs as limited
+      where limited.limit_name = keys.limit_name and limited.limit_key = keys.limit_key
+    )
+    and not exists (
+      select 1 from :SCHEMA._zodworker_limit_slots as slots
+      where slots.limit_name = keys.limit_name and slots.limit_key = keys.limit_key
+    )
+)
+select count(*)::int from freed;

@@ -3,7 +3,7 @@ no part reaches into another's private state, modules and functions stay small.
 
 Layers, bottom up (a module may import its own layer and the layers it lists)::
 
-    vocabulary  job, errors, events, config, lifecycle     -> nothing of ours above it
+    vocabulary  job, limits, errors, events, config, lifecycle -> nothing of ours above it
     db          zodworker.db.*                             -> vocabulary
     worker      zodworker.worker.*                         -> db, vocabulary
     cron        zodworker.cron.*                           -> db, vocabulary
@@ -29,6 +29,7 @@ import zodworker
 PACKAGE_ROOT: Final = Path(zodworker.__file__).parent
 VOCABULARY: Final = frozenset(
     {"zodworker.job", "zodworker.errors", "zodworker.events", "zodworker.config"}
+    | {"zodworker.limits"}
     | {"zodworker.lifecycle"}
 )
 ALLOWED: Final = {

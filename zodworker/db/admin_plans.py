@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from ..errors import JobSpecError
 from ..job import MAX_JOB_KEY_LENGTH, MAX_QUEUE_NAME_LENGTH, Job
 from .plans import Call, Plan
+
+if TYPE_CHECKING:
+    from .limit_plans import LimitInfo
 
 __all__ = [
     "DEFAULT_BOUND",
@@ -146,6 +149,8 @@ class Stats:
     exact: bool
     oldest_ready: dict[str | None, datetime] = field(default_factory=dict)
     """Per named queue (None: jobs without one), the due time of its oldest ready job."""
+    limits: list[LimitInfo] = field(default_factory=list)
+    """Every limit (:mod:`zodworker.limits`): jobs running under it and waiting."""
 
 
 @dataclass(frozen=True, slots=True)

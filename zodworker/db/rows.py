@@ -218,6 +218,15 @@ async def fetch(
             return await cur.fetchall() if _row_set(cur) is not None else []
 
 
+async def run_pipelined(conn: AsyncConn, statements: Sequence[tuple[bytes, Params]]) -> None:
+    """Run ``statements`` in order in one round trip (pipeline mode: one implicit
+    transaction); their rows are discarded."""
+    with translate_errors():
+        async with conn.pipeline():
+            for query, params in statements:
+                await conn.execute(query, params)
+
+
 def fetch_sync(
     conn: SyncConn,
     query: bytes,

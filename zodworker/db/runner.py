@@ -9,10 +9,12 @@ built on them, so their async and sync faces share every line but the ``await``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
+from psycopg import pq
 from psycopg.rows import RowMaker
 
 from ..errors import JobSpecError
@@ -50,6 +52,14 @@ def _job_states(cursor: Any) -> RowMaker[tuple[Job, str]]:
     return job_and_state
 
 
+_NO_BLOCK: Final = contextlib.nullcontext()
+
+
+def _outside(conn: AsyncConn | SyncConn) -> bool:
+    """An autocommit connection outside a transaction: each statement would commit alone."""
+    return bool(conn.autocommit) and conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
 class _Runner:
     __slots__ = ("_schema",)
 
@@ -78,19 +88,24 @@ class AsyncRunner(_Runner):
 
     __slots__ = ()
 
-    async def _run(self, target: AsyncTarget, plan: Plan[R]) -> R:
+    async def _run(self, target: AsyncTarget, plan: Plan[R], *, atomic: bool = False) -> R:
+        """Run ``plan``; ``atomic``: its statements in one transaction (one is opened only
+        on an autocommit connection outside a transaction: otherwise they are in the
+        caller's, or the borrowed connection's, already)."""
         try:
             call = next(plan)  # validates before anything else happens
         except StopIteration as done:
             result: R = done.value
             return result
         async with borrow(target) as conn:
-            try:
-                while True:
-                    call = plan.send(await self._execute(conn, call))
-            except StopIteration as done:
-                result = done.value
-                return result
+            block: Any = conn.transaction() if atomic and _outside(conn) else _NO_BLOCK
+            async with block:
+                try:
+                    while True:
+                        call = plan.send(await self._execute(conn, call))
+                except StopIteration as done:
+                    result = done.value
+                    return result
 
     async def _execute(self, conn: AsyncConn, call: Call) -> Sequence[Any]:
         rows = self._rows(call)
@@ -109,19 +124,21 @@ class SyncRunner(_Runner):
 
     __slots__ = ()
 
-    def _run(self, target: SyncTarget, plan: Plan[R]) -> R:
+    def _run(self, target: SyncTarget, plan: Plan[R], *, atomic: bool = False) -> R:
         try:
             call = next(plan)
         except StopIteration as done:
             result: R = done.value
             return result
         with borrow_sync(target) as conn:
-            try:
-                while True:
-                    call = plan.send(self._execute(conn, call))
-            except StopIteration as done:
-                result = done.value
-                return result
+            block: Any = conn.transaction() if atomic and _outside(conn) else _NO_BLOCK
+            with block:
+                try:
+                    while True:
+                        call = plan.send(self._execute(conn, call))
+                except StopIteration as done:
+                    result = done.value
+                    return result
 
     def _execute(self, conn: SyncConn, call: Call) -> Sequence[Any]:
         rows = self._rows(call)

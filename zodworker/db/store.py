@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from ..job import Job, JobKeyMode, JobSpec
-from . import plans
+from ..limits import Limit
+from . import limit_plans, plans
 from .rows import AsyncTarget, SyncTarget
 from .runner import AsyncRunner, SyncRunner
 
@@ -45,6 +46,7 @@ class Store(AsyncRunner):
         job_key_mode: JobKeyMode | None = None,
         priority: int | None = None,
         flags: Sequence[str] | None = None,
+        limits: Sequence[Limit] | None = None,
     ) -> Job:
         """Add one job and return it (for a keyed job: the row that now holds the key).
 
@@ -61,12 +63,20 @@ class Store(AsyncRunner):
             priority=priority,
             flags=flags,
         )
-        return await self._run(target, plans.plan_add_job(spec, job_key_mode))
+        return await self.add_spec(target, spec, job_key_mode, limits=limits)
 
     async def add_spec(
-        self, target: AsyncTarget, spec: JobSpec, job_key_mode: JobKeyMode | None = None
+        self,
+        target: AsyncTarget,
+        spec: JobSpec,
+        job_key_mode: JobKeyMode | None = None,
+        *,
+        limits: Sequence[Limit] | None = None,
     ) -> Job:
         """:meth:`add_job` for a ready-made :class:`JobSpec`."""
+        if limits:
+            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
+            return await self._run(target, plan, atomic=True)
         return await self._run(target, plans.plan_add_job(spec, job_key_mode))
 
     async def add_jobs(
@@ -75,13 +85,23 @@ class Store(AsyncRunner):
         specs: Sequence[JobSpec],
         *,
         job_key_preserve_run_at: bool = False,
+        limits: Sequence[Sequence[Limit] | None] | None = None,
     ) -> Sequence[Job]:
         """Add many jobs in one statement (one NOTIFY); return one row per spec.
 
         Key handling is that of ``job_key_mode="replace"``, or ``"preserve_run_at"`` when
         ``job_key_preserve_run_at`` is true (``unsafe_dedupe`` is single-job only).
+        ``limits[i]``: the limits ``specs[i]`` is under (None: none).
         """
+        if limits is not None and any(limits):
+            plan = limit_plans.plan_add_many_limited(specs, job_key_preserve_run_at, limits)
+            return await self._run(target, plan, atomic=True)
         return await self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
+
+    async def declare_limits(self, target: AsyncTarget, limits: Sequence[Limit]) -> None:
+        """Write the numbers code declares for ``limits``; a number an operator set
+        (:meth:`zodworker.admin.Admin.set_limit`) holds until it is reset."""
+        await self._run(target, limit_plans.plan_declare_limits(limits))
 
     async def remove_job(self, target: AsyncTarget, job_key: str) -> Job | None:
         """Remove the job with ``job_key``; return it, or None when no job has that key.
@@ -146,6 +166,7 @@ class SyncStore(SyncRunner):
         job_key_mode: JobKeyMode | None = None,
         priority: int | None = None,
         flags: Sequence[str] | None = None,
+        limits: Sequence[Limit] | None = None,
     ) -> Job:
         """Add one job (see :meth:`Store.add_job`)."""
         spec = JobSpec(
@@ -158,12 +179,20 @@ class SyncStore(SyncRunner):
             priority=priority,
             flags=flags,
         )
-        return self._run(target, plans.plan_add_job(spec, job_key_mode))
+        return self.add_spec(target, spec, job_key_mode, limits=limits)
 
     def add_spec(
-        self, target: SyncTarget, spec: JobSpec, job_key_mode: JobKeyMode | None = None
+        self,
+        target: SyncTarget,
+        spec: JobSpec,
+        job_key_mode: JobKeyMode | None = None,
+        *,
+        limits: Sequence[Limit] | None = None,
     ) -> Job:
         """:meth:`add_job` for a ready-made :class:`JobSpec`."""
+        if limits:
+            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
+            return self._run(target, plan, atomic=True)
         return self._run(target, plans.plan_add_job(spec, job_key_mode))
 
     def add_jobs(
@@ -172,9 +201,17 @@ class SyncStore(SyncRunner):
         specs: Sequence[JobSpec],
         *,
         job_key_preserve_run_at: bool = False,
+        limits: Sequence[Sequence[Limit] | None] | None = None,
     ) -> Sequence[Job]:
         """Add many jobs in one statement (see :meth:`Store.add_jobs`)."""
+        if limits is not None and any(limits):
+            plan = limit_plans.plan_add_many_limited(specs, job_key_preserve_run_at, limits)
+            return self._run(target, plan, atomic=True)
         return self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
+
+    def declare_limits(self, target: SyncTarget, limits: Sequence[Limit]) -> None:
+        """Write declared numbers (see :meth:`Store.declare_limits`)."""
+        self._run(target, limit_plans.plan_declare_limits(limits))
 
     def remove_job(self, target: SyncTarget, job_key: str) -> Job | None:
         """Remove the job with ``job_key`` (see :meth:`Store.remove_job`)."""

@@ -28,6 +28,7 @@ from .rows import (
     fetch_lazy,
     is_connection_error,
     job_rows,
+    run_pipelined,
     translate_errors,
 )
 
@@ -65,7 +66,7 @@ class _Queries(dict[str, bytes]):
 class WorkerStore:
     """The worker pool's job statements for one schema."""
 
-    __slots__ = ("_connections", "_jobs", "_queries", "lease_id", "task_names")
+    __slots__ = ("_connections", "_jobs", "_limited", "_queries", "lease_id", "task_names")
 
     def __init__(self, database: Database, pool_id: str) -> None:
         self._connections = database.connections
@@ -75,6 +76,7 @@ class WorkerStore:
         self.task_names: dict[int, str] = {}
         """task id -> identifier, for the tasks this pool runs (updated in place)."""
         self._jobs = job_rows(self.task_names)
+        self._limited: set[int] = set()  # ids of jobs fetched under limits, until written
 
     async def _pooled(
         self, name: str, params: Params, rows: RowFactory[Any] = tuple_row
@@ -134,23 +136,59 @@ class WorkerStore:
         query = self._queries["get_jobs"]
         return await self._retried(lambda conn: fetch_lazy(conn, query, params, self._jobs, lease))
 
+    async def get_limited_jobs(
+        self, task_ids: list[int], forbidden: list[str], n: int
+    ) -> Sequence[Any]:
+        """:meth:`get_jobs` for jobs under limits (``zodworker.limits``): only while every
+        limit a job is under has room, keys least recently served first."""
+        lease = self.lease_id
+        params = {"pool_id": lease, "task_ids": task_ids, "forbidden": forbidden, "n": n}
+        query = self._queries["get_limited_jobs"]
+        jobs = await self._retried(lambda conn: fetch_lazy(conn, query, params, self._jobs, lease))
+        if jobs:
+            self._limited.update(job.id for job in jobs)
+        return jobs
+
+    async def limits_next_room(self) -> float | None:
+        """Seconds until a full rate-limited key has room again (None: none is full)."""
+        rows = await self._pooled("limits_next_room", {})
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def reconcile_limits(self) -> int:
+        """The limits' housekeeping (frees slots of jobs others unlocked); slots freed."""
+        rows = await self._pooled("reconcile_limits", {})
+        return int(rows[0][0]) if rows else 0
+
+    async def _written(self, name: str, params: Params, owner: str, ids: list[int]) -> None:
+        """Write an outcome; for jobs fetched under limits, in the same round trip free
+        their slots (``release_limited``, which tells every pool there is room)."""
+        limited = self._limited
+        mine = [job_id for job_id in ids if job_id in limited] if limited else None
+        if not mine:
+            await self._pooled(name, params)
+            return
+        release = {"ids": mine, "owner": owner}
+        statements = [(self._queries[name], params), (self._queries["release_limited"], release)]
+        await self._retried(lambda conn: run_pipelined(conn, statements))
+        limited.difference_update(mine)
+
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""
         params = {"ids": ids, "queue_ids": queue_ids, "owner": owner}
-        await self._pooled("complete_locked_jobs", params)
+        await self._written("complete_locked_jobs", params, owner, ids)
 
     async def fail(self, owner: str, failures: list[Failure], queue_ids: list[int]) -> None:
         """Record failures of jobs still locked by ``owner``; each retries after
         exp(min(attempts, 10)) seconds. Releases their queues."""
         encoded = _failures_encoder.encode(failures).decode()
         params = {"failures": encoded, "queue_ids": queue_ids, "owner": owner}
-        await self._pooled("fail_jobs", params)
+        await self._written("fail_jobs", params, owner, [failure.id for failure in failures])
 
     async def return_jobs(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Unlock jobs fetched under ``owner`` but never started (or aborted), giving back
         their attempt; release their queues."""
         params = {"ids": ids, "queue_ids": queue_ids, "owner": owner}
-        await self._pooled("return_jobs", params)
+        await self._written("return_jobs", params, owner, ids)
 
     async def return_unknown(self, owner: str, known: set[int]) -> list[int]:
         """Give back the jobs locked under ``owner`` whose ids are not in ``known`` (after a

@@ -1,10 +1,12 @@
-"""Wake-ups from PostgreSQL: LISTEN on ``jobs:insert`` and ``worker:migrate``, reconnecting.
+"""Wake-ups from PostgreSQL: LISTEN on the channels in :data:`CHANNELS`, reconnecting.
 
 The listener is handed ``listen(channels, verify=...)`` (a dedicated connection's
-notifications, from the database layer) and two plain functions: ``on_jobs()`` when jobs were
+notifications, from the database layer) and plain functions: ``on_jobs()`` when jobs were
 added (the local queue fetches), ``on_breaking(revision)`` when a breaking migration was
-applied (the pool shuts down and exits 57, as graphile-worker does), and
-``on_cancel(job_id)`` when an operator cancelled a job (aborted if it runs here). After every
+applied (the pool shuts down and exits 57, as graphile-worker does), ``on_cancel(job_id)``
+when an operator cancelled a job (aborted if it runs here), and ``on_limits()`` when
+limited jobs may have room (added, slots freed, a limit changed: see
+:mod:`zodworker.worker.limited`). After every
 (re)connection it calls ``on_jobs()`` once, to catch up on anything added while nobody
 listened. A lost connection is retried with jittered exponential backoff capped at 60 s;
 polling covers the gap.
@@ -32,7 +34,7 @@ from ..errors import ConfigError
 
 __all__ = ["CHANNELS", "Listener"]
 
-CHANNELS: Final = ("jobs:insert", "worker:migrate", "zodworker:cancel")
+CHANNELS: Final = ("jobs:insert", "worker:migrate", "zodworker:cancel", "zodworker:limits")
 
 Listen = Callable[..., AbstractAsyncContextManager[AsyncIterator[tuple[str, str]]]]
 """``listen(channels, verify=bool)``."""
@@ -50,6 +52,7 @@ class Listener:
         on_jobs: Callable[[], None],
         on_breaking: Callable[[Any], None],
         on_cancel: Callable[[int], object],
+        on_limits: Callable[[], None],
         emit: Callable[..., None],
         wants: Callable[[str], bool],
         logger: logging.Logger,
@@ -58,6 +61,7 @@ class Listener:
         self._on_jobs = on_jobs
         self._on_breaking = on_breaking
         self._on_cancel = on_cancel
+        self._on_limits = on_limits
         self._emit = emit
         self._wants = wants
         self._logger = logger
@@ -99,6 +103,9 @@ class Listener:
         if channel == "zodworker:cancel":
             if payload.isdigit():
                 self._on_cancel(int(payload))
+            return
+        if channel == "zodworker:limits":
+            self._on_limits()
             return
         try:
             data = _decode(payload) if payload else {}

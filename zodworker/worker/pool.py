@@ -3,6 +3,7 @@
 ::
 
     listener --nudge--> local_queue --job--> slot: executor.run(job) -> Outcome
+                          (limited: fetch)             |
                              ^                         |
                              '------ written <---- completer.report(outcome)
     lease (heartbeat, reaping)     maintenance (4-hour stale-lock sweep)
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -48,27 +48,15 @@ from .completer import Completer
 from .executor import Executor
 from .helpers import JobHelpers
 from .lease import LeaseKeeper
+from .limited import LimitedFetch
 from .listener import Listener
 from .local_queue import LocalQueue
 from .maintenance import pool_loops
+from .stats import PoolStats
 from .tasks import Handler, Task, compile_tasks
 from .threads import DaemonThreads
 
 __all__ = ["PoolStats", "WorkerPool"]
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of a worker pool."""
-
-    state: Literal["new", "starting", "running", "stopping", "stopped"]
-    concurrency: int
-    running: int
-    """Jobs whose handlers are running now."""
-    buffered: int
-    """Jobs fetched and held locally, not started yet."""
-    idle_slots: int
-    """Slots waiting for a job."""
 
 
 class WorkerPool:
@@ -116,6 +104,15 @@ class WorkerPool:
         )
         self._completer = self._make_completer()
         self._queue = self._make_local_queue()
+        self._limited = LimitedFetch(
+            plain=self._store.get_jobs,
+            limited=self._store.get_limited_jobs,
+            next_room=self._store.limits_next_room,
+            idle_slots=lambda: self._queue.waiting - self._queue.buffered,
+            nudge=self._nudge,
+            poll_interval=options.poll_interval,
+            logger=self.logger,
+        )
         self._lease = LeaseKeeper(
             LeaseStore(
                 self._database,
@@ -261,6 +258,7 @@ class WorkerPool:
                 background.cancel_scope.cancel()
         finally:
             self._state = "stopped"
+            self._limited.close()
             self._threads.close()
             self._emit("pool:release")
             if self._owns_database:
@@ -288,6 +286,7 @@ class WorkerPool:
             reset_stale_locks=store.reset_stale_locks if opts.sweep_stale_locks else None,
             cancellations_for=store.cancellations_for,
             reapply_pauses=store.reapply_pauses,
+            reconcile_limits=store.reconcile_limits,
             live_pools=store.live_pools,
             on_live_pools=self._queue.set_live_pools,
             running_ids=executor.running_ids,
@@ -312,6 +311,7 @@ class WorkerPool:
                 on_jobs=self._nudge,
                 on_breaking=self._on_breaking_migration,
                 on_cancel=self._executor.cancel_job,
+                on_limits=self._limited.wake,
                 emit=self._emit,
                 wants=self.events.wants,
                 logger=self.logger,
@@ -347,7 +347,7 @@ class WorkerPool:
         if not self._task_ids:
             self._task_ids = await self._store.register_tasks(list(self._executor.tasks))
         forbidden = await self.options.forbidden_flags_now()
-        return await self._store.get_jobs(self._task_ids, forbidden, n)
+        return await self._limited.fetch(self._task_ids, forbidden, n)
 
     def _helpers(self, job: Job, threads: bool) -> JobHelpers:
         connections = self._database.connections

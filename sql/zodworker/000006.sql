@@ -1,0 +1,228 @@
+-- Flow control: concurrency and rate limits per named limit and key, enforced at fetch by
+-- every zodworker pool, with keys served least recently served first (fair across tenants).
+--
+-- A limited job is an ordinary row of _private_jobs carrying the flag 'zw:limited' (so a
+-- plain fetch, which forbids that flag, never takes it; a Node graphile-worker does unless
+-- it is given forbiddenFlags ['zw:limited']). Which limits and keys it is under is recorded
+-- here in the same statement that adds it. Its first limit orders it (fairness); every limit
+-- it is under must have room when it is taken.
+--
+--   _zodworker_limits        a limit's numbers: as declared by code, or as set by an operator
+--   _zodworker_limit_keys    one row per (limit, key) with work: the lock that serialises
+--                            decisions for the key, and when it was last served
+--   _zodworker_limited_jobs  which (limit, key) each waiting or running limited job is under
+--   _zodworker_limit_slots   one row per running job and limit: what concurrency counts
+--   _zodworker_limit_starts  when jobs of a rate-limited key started: the sliding window
+--
+-- Room for a key is decided only while its _zodworker_limit_keys row is locked (FOR UPDATE
+-- SKIP LOCKED, so fetches never wait on each other), and counted by a statement that starts
+-- after the lock was taken (a plpgsql statement has a fresh snapshot), so two pools never
+-- both see the last free slot. Slots are released by the statements that write a job's
+-- outcome, by lease reaping, and by a reconciler for anything else that unlocks a job.
+
+create table :SCHEMA._zodworker_limits (
+  name text primary key,
+  concurrency integer check (concurrency >= 0),
+  rate_count integer check (rate_count >= 1),
+  rate_seconds double precision check (rate_seconds > 0),
+  declared_concurrency integer,
+  declared_rate_count integer,
+  declared_rate_seconds double precision,
+  overridden boolean not null default false,
+  updated_at timestamptz not null default now(),
+  check ((rate_count is null) = (rate_seconds is null))
+);
+
+create table :SCHEMA._zodworker_limit_keys (
+  limit_name text not null,
+  limit_key text not null,
+  created_at timestamptz not null default now(),
+  served_at timestamptz,
+  primary key (limit_name, limit_key)
+);
+
+create table :SCHEMA._zodworker_limited_jobs (
+  job_id bigint not null,
+  limit_name text not null,
+  limit_key text not null,
+  position smallint not null,
+  priority smallint not null,
+  run_at timestamptz not null,
+  primary key (job_id, limit_name)
+);
+create index _zodworker_limited_jobs_order on :SCHEMA._zodworker_limited_jobs
+  (limit_name, limit_key, priority, run_at, job_id) where position = 0;
+create index _zodworker_limited_jobs_keys on :SCHEMA._zodworker_limited_jobs
+  (limit_name, limit_key);
+
+create table :SCHEMA._zodworker_limit_slots (
+  job_id bigint not null,
+  limit_name text not null,
+  limit_key text not null,
+  owner text not null,
+  started_at timestamptz not null,
+  primary key (job_id, limit_name)
+);
+create index _zodworker_limit_slots_keys on :SCHEMA._zodworker_limit_slots
+  (limit_name, limit_key);
+
+create table :SCHEMA._zodworker_limit_starts (
+  limit_name text not null,
+  limit_key text not null,
+  started_at timestamptz not null
+);
+create index _zodworker_limit_starts_keys on :SCHEMA._zodworker_limit_starts
+  (limit_name, limit_key, started_at);
+
+alter table :SCHEMA._zodworker_limits enable row level security;
+alter table :SCHEMA._zodworker_limit_keys enable row level security;
+alter table :SCHEMA._zodworker_limited_jobs enable row level security;
+alter table :SCHEMA._zodworker_limit_slots enable row level security;
+alter table :SCHEMA._zodworker_limit_starts enable row level security;
+
+-- How many more jobs of (limit, key) may start at "at": the free concurrency slots and the
+-- starts left in the rate window (at - rate_seconds, at], whichever is fewer. A limit
+-- without a row or without numbers only orders its keys fairly (room without bound).
+create function :SCHEMA._zodworker_limit_room(
+  p_name text, p_key text, p_at timestamptz
+) returns integer
+language sql volatile
+as $$
+  select least(
+    coalesce(
+      limits.concurrency - (
+        select count(*) from :SCHEMA._zodworker_limit_slots as slots
+        where slots.limit_name = p_name and slots.limit_key = p_key
+      ),
+      2147483647
+    ),
+    coalesce(
+      limits.rate_count - (
+        select count(*) from :SCHEMA._zodworker_limit_starts as starts
+        where starts.limit_name = p_name and starts.limit_key = p_key
+          and starts.started_at > p_at - make_interval(secs => limits.rate_seconds)
+      ),
+      2147483647
+    )
+  )::integer
+  from (select 1) as one
+  left join :SCHEMA._zodworker_limits as limits on limits.name = p_name
+$$;
+
+-- Lock up to p_n limited jobs for the pool p_pool_id (its lease must be live), as get_jobs
+-- does for unlimited ones (attempts + 1, locked_by, one job per named queue), taking keys
+-- least recently served first and each key's jobs by priority, run_at, id; a job is taken
+-- only while every limit it is under has room. For each job taken, a slot per limit and a
+-- start per rate-limited limit are recorded at the same moment. p_at fixes the clock (tests);
+-- null reads it after each key's lock is taken, so recorded starts are in order. A fetch
+-- that got all it asked for tells the other pools ("zodworker:limits") there may be more.
+create function :SCHEMA._zodworker_get_limited_jobs(
+  p_pool_id text, p_task_ids integer[], p_forbidden text[], p_n integer, p_at timestamptz
+) returns setof :SCHEMA._private_jobs
+language plpgsql volatile
+as $$
+declare
+  v_key record;
+  v_job record;
+  v_other record;
+  v_row :SCHEMA._private_jobs;
+  v_at timestamptz;
+  v_room integer;
+  v_taken integer := 0;
+  v_served boolean;
+  v_ok boolean;
+begin
+  if p_n <= 0 or not exists (
+    select 1 from :SCHEMA._zodworker_pools as pools
+    where pools.pool_id = p_pool_id and pools.lease_expires_at > coalesce(p_at, now())
+  ) then
+    return;
+  end if;
+  for v_key in
+    select keys.limit_name, keys.limit_key
+    from :SCHEMA._zodworker_limit_keys as keys
+    order by keys.served_at nulls first, keys.limit_name, keys.limit_key
+    for update skip locked
+  loop
+    exit when v_taken >= p_n;
+    v_at := coalesce(p_at, clock_timestamp());
+    v_room := :SCHEMA._zodworker_limit_room(v_key.limit_name, v_key.limit_key, v_at);
+    continue when v_room <= 0;
+    v_served := false;
+    for v_job in
+      select jobs.id, jobs.job_queue_id
+      from :SCHEMA._zodworker_limited_jobs as limited
+      inner join :SCHEMA._private_jobs as jobs on jobs.id = limited.job_id
+      where limited.limit_name = v_key.limit_name and limited.limit_key = v_key.limit_key
+        and limited.position = 0
+        and jobs.is_available = true
+        and jobs.run_at <= v_at
+        and jobs.task_id = any(p_task_ids)
+        and jobs.flags ? 'zw:limited'
+        and ((jobs.flags ?| p_forbidden) is not true)
+      order by limited.priority, limited.run_at, limited.job_id
+      limit least(v_room, p_n - v_taken) * 2 + 2
+      for update of jobs skip locked
+    loop
+      exit when v_room <= 0 or v_taken >= p_n;
+      v_ok := true;
+      for v_other in
+        select limited.limit_name, limited.limit_key
+        from :SCHEMA._zodworker_limited_jobs as limited
+        where limited.job_id = v_job.id and limited.position > 0
+        order by limited.position
+      loop
+        perform 1 from :SCHEMA._zodworker_limit_keys as keys
+        where keys.limit_name = v_other.limit_name and keys.limit_key = v_other.limit_key
+        for update skip locked;
+        if not found
+          or :SCHEMA._zodworker_limit_room(v_other.limit_name, v_other.limit_key, v_at) <= 0
+        then
+          v_ok := false;
+          exit;
+        end if;
+      end loop;
+      continue when not v_ok;
+      if v_job.job_queue_id is not null then
+        perform 1 from :SCHEMA._private_job_queues as job_queues
+        where job_queues.id = v_job.job_queue_id and job_queues.is_available = true
+        for update skip locked;
+        continue when not found;
+        update :SCHEMA._private_job_queues as job_queues
+        set locked_by = p_pool_id, locked_at = v_at
+        where job_queues.id = v_job.job_queue_id;
+      end if;
+      update :SCHEMA._private_jobs as jobs
+      set attempts = jobs.attempts + 1, locked_by = p_pool_id, locked_at = v_at
+      where jobs.id = v_job.id
+      returning jobs.* into v_row;
+      insert into :SCHEMA._zodworker_limit_slots (job_id, limit_name, limit_key, owner, started_at)
+      select limited.job_id, limited.limit_name, limited.limit_key, p_pool_id, v_at
+      from :SCHEMA._zodworker_limited_jobs as limited
+      where limited.job_id = v_job.id
+      on conflict (job_id, limit_name) do update
+      set owner = excluded.owner, started_at = excluded.started_at,
+        limit_key = excluded.limit_key;
+      insert into :SCHEMA._zodworker_limit_starts (limit_name, limit_key, started_at)
+      select limited.limit_name, limited.limit_key, v_at
+      from :SCHEMA._zodworker_limited_jobs as limited
+      inner join :SCHEMA._zodworker_limits as limits on limits.name = limited.limit_name
+      where limited.job_id = v_job.id and limits.rate_count is not null;
+      v_taken := v_taken + 1;
+      v_room := v_room - 1;
+      v_served := true;
+      return next v_row;
+    end loop;
+    if v_served then
+      update :SCHEMA._zodworker_limit_keys as keys
+      set served_at = v_at
+      where keys.limit_name = v_key.limit_name and keys.limit_key = v_key.limit_key;
+    end if;
+  end loop;
+  if v_taken >= p_n then
+    -- filled: other pools with idle slots may find more
+    perform pg_notify('zodworker:limits', '');
+  end if;
+  return;
+end;
+$$;

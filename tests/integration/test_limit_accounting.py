@@ -1,0 +1,150 @@
+"""The slot and window accounting of limited fetches, property-tested against PostgreSQL.
+
+Hypothesis drives the database's limited fetch (``_zodworker_get_limited_jobs``) with a
+clock of its own (the function's ``p_at``) through fetches and completions, beside a model
+of what the limits allow. After every fetch: no key runs more than its concurrency, no
+key's rate window holds more than its count, and the fetch took exactly as many jobs as
+there was room and work for (a limit never leaves room unused when a pool asks).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zodworker import JobSpec, Limit, Rate, SyncStore
+from zodworker.db import sqlfiles
+
+SCHEMA = "graphile_worker"
+POOL = "prop-pool"
+
+fetch_op = st.tuples(st.just("fetch"), st.integers(1, 6), st.sampled_from([0, 100, 300, 500, 1000]))
+finish_op = st.tuples(st.just("finish"), st.integers(0, 10), st.sampled_from([0, 50, 200]))
+
+
+def _reset(conn: psycopg.Connection[Any]) -> int:
+    conn.execute(
+        "truncate graphile_worker._private_jobs, graphile_worker._zodworker_limits,"
+        " graphile_worker._zodworker_limit_keys, graphile_worker._zodworker_limited_jobs,"
+        " graphile_worker._zodworker_limit_slots, graphile_worker._zodworker_limit_starts"
+    )
+    conn.execute("delete from graphile_worker._zodworker_pools where pool_id = %s", (POOL,))
+    conn.execute(
+        "insert into graphile_worker._zodworker_pools (pool_id, lease_expires_at)"
+        " values (%s, now() + interval '1 day')",
+        (POOL,),
+    )
+    row = conn.execute(
+        "insert into graphile_worker._private_tasks (identifier) values ('limited')"
+        " on conflict (identifier) do update set identifier = excluded.identifier returning id"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def sync_conn(db_url: str) -> Any:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    concurrency=st.none() | st.integers(0, 4),
+    rate=st.none() | st.tuples(st.integers(1, 5), st.sampled_from([500, 1000, 2000])),
+    jobs_per_key=st.lists(st.integers(0, 8), min_size=1, max_size=3),
+    ops=st.lists(st.one_of(fetch_op, finish_op), min_size=1, max_size=25),
+)
+def test_limited_fetch_respects_and_fills_every_limit(
+    sync_conn: psycopg.Connection[Any],
+    concurrency: int | None,
+    rate: tuple[int, int] | None,
+    jobs_per_key: list[int],
+    ops: list[tuple[str, int, int]],
+) -> None:
+    conn = sync_conn
+    task_id = _reset(conn)
+    limit = Limit(
+        "prop",
+        concurrency=concurrency,
+        rate=None if rate is None else Rate(rate[0], per=rate[1] / 1000),
+        key=lambda payload: payload["k"],
+    )
+    specs = [
+        JobSpec(identifier="limited", payload={"k": f"k{k}"})
+        for k, n in enumerate(jobs_per_key)
+        for _ in range(n)
+    ]
+    if specs:
+        SyncStore().add_jobs(conn, specs, limits=[[limit]] * len(specs))
+    base = datetime.now(UTC) + timedelta(seconds=5)
+    waiting: dict[str, int] = {f"k{k}": n for k, n in enumerate(jobs_per_key)}
+    running: dict[str, set[int]] = defaultdict(set)
+    starts: dict[str, list[int]] = defaultdict(list)
+    key_of: dict[int, str] = {}
+    clock = 0
+    fetch = (
+        "select id, payload->>'k' from graphile_worker._zodworker_get_limited_jobs"
+        "(%s, %s, '{}', %s, %s)"
+    )
+    release = sqlfiles.query("release_limited", SCHEMA)
+    for op, amount, step in ops:
+        clock += step
+        at = base + timedelta(milliseconds=clock)
+        if op == "fetch":
+            room = {key: _room(key, clock, concurrency, rate, running, starts) for key in waiting}
+            expected = min(amount, sum(min(room[k], waiting[k]) for k in waiting))
+            rows = conn.execute(fetch, (POOL, [task_id], amount, at)).fetchall()
+            assert len(rows) == expected, (room, waiting, rows)
+            taken: dict[str, int] = defaultdict(int)
+            for job_id, key in rows:
+                taken[key] += 1
+                running[key].add(job_id)
+                starts[key].append(clock)
+                key_of[job_id] = key
+                waiting[key] -= 1
+            for key, count in taken.items():
+                assert count <= min(room[key], count + waiting[key])
+                if concurrency is not None:
+                    assert len(running[key]) <= concurrency
+                if rate is not None:
+                    assert sum(1 for t in starts[key] if t > clock - rate[1]) <= rate[0]
+        else:
+            done = sorted(key_of)[:amount]
+            if not done:
+                continue
+            conn.execute("delete from graphile_worker._private_jobs where id = any(%s)", (done,))
+            conn.execute(release, {"ids": done, "owner": POOL})
+            for job_id in done:
+                running[key_of.pop(job_id)].discard(job_id)
+        slots = conn.execute(
+            "select count(*) from graphile_worker._zodworker_limit_slots"
+        ).fetchone()
+        assert slots is not None and slots[0] == sum(len(ids) for ids in running.values())
+
+
+def _room(
+    key: str,
+    clock: int,
+    concurrency: int | None,
+    rate: tuple[int, int] | None,
+    running: dict[str, set[int]],
+    starts: dict[str, list[int]],
+) -> int:
+    room = 1_000_000
+    if concurrency is not None:
+        room = min(room, concurrency - len(running[key]))
+    if rate is not None:
+        count, per = rate
+        room = min(room, count - sum(1 for t in starts[key] if t > clock - per))
+    return max(room, 0)
