@@ -35,11 +35,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Final, Generic, TypedDict, TypeVar, overload
 
-import msgspec
-import pydantic
-
+from .codec import PayloadCodec
 from .errors import CatalogError, PayloadValidationError, UnknownOptionError
 from .job import JobKeyMode, JobSpec, check_key_mode
+from .limits import Limit, Rate, check_concurrency, check_limits, check_rate
 
 __all__ = [
     "NOT_GIVEN",
@@ -57,74 +56,6 @@ P = TypeVar("P")
 
 TaskHandler = Callable[[P, Any], Any]
 """``handler(payload, helpers)``: async or plain; gets the validated payload object."""
-
-
-class PayloadCodec(Generic[P]):
-    """Validates payloads of one type and converts them to and from JSON-ready values."""
-
-    __slots__ = ("_adapter", "_dump", "_dump_many", "_kind", "_validate", "_validate_many", "type")
-
-    def __init__(self, payload_type: type[P]) -> None:
-        self.type = payload_type
-        if isinstance(payload_type, type) and issubclass(payload_type, msgspec.Struct):
-            self._kind = "msgspec"
-            self._adapter: pydantic.TypeAdapter[P] | None = None
-        else:
-            self._kind = "pydantic"
-            self._adapter = adapter = pydantic.TypeAdapter(payload_type)
-            # the compiled validator and serializer, without TypeAdapter's per-call wrapping
-            self._validate = adapter.validator.validate_python
-            self._dump = adapter.serializer.to_python
-            many = pydantic.TypeAdapter(list[payload_type])  # type: ignore[valid-type]
-            self._validate_many = many.validator.validate_python
-            self._dump_many = many.serializer.to_python
-
-    def validate(self, value: Any, *, task: str) -> P:
-        """``value`` (an instance, or JSON-like data) as a valid payload; else raise
-        :class:`PayloadValidationError` naming the task and the offending field."""
-        try:
-            if self._kind == "msgspec":
-                if isinstance(value, self.type):
-                    # re-check constraints of a constructed Struct by a round trip
-                    return msgspec.convert(msgspec.to_builtins(value), self.type)
-                return msgspec.convert(value, self.type)
-            if isinstance(value, pydantic.BaseModel):
-                # instances are taken as they are by default; they may have been built with
-                # model_construct() or mutated since, so check their data again
-                value = value.model_dump()
-            valid: P = self._validate(value)
-            return valid
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "payload"
-            raise PayloadValidationError(task, field, first["msg"], exc.errors()) from exc
-        except msgspec.ValidationError as exc:
-            message = str(exc)
-            field = message.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in message else ""
-            raise PayloadValidationError(task, field or "payload", message, []) from exc
-
-    def to_json(self, payload: P) -> Any:
-        """JSON-ready builtins for storing ``payload``."""
-        if self._kind == "msgspec":
-            return msgspec.to_builtins(payload)
-        return self._dump(payload, mode="json")
-
-    def validate_many(self, values: list[Any], *, task: str) -> tuple[list[P], list[Any]]:
-        """Each of ``values`` validated as :meth:`validate` does, and its JSON-ready form
-        (:meth:`to_json`), in one call each; on any invalid value the error :meth:`validate`
-        raises for the first one."""
-        try:
-            if self._kind == "msgspec":
-                data = [msgspec.to_builtins(v) if isinstance(v, self.type) else v for v in values]
-                valid: list[P] = msgspec.convert(data, list[self.type])  # type: ignore[name-defined]
-                return valid, msgspec.to_builtins(valid)
-            data = [v.model_dump() if isinstance(v, pydantic.BaseModel) else v for v in values]
-            valid = self._validate_many(data)
-            return valid, self._dump_many(valid, mode="json")
-        except (pydantic.ValidationError, msgspec.ValidationError):
-            for value in values:  # raises the first one's error, as one by one would
-                self.validate(value, task=task)
-            raise
 
 
 _UNSET: Any = object()
@@ -146,6 +77,11 @@ class TaskDef(Generic[P]):
     max_attempts: int | None = None
     flags: Sequence[str] | None = None
     timeout: float | None = None
+    limits: tuple[Limit, ...] = ()
+    """The limits its jobs are under (:mod:`zodworker.limits`); the first orders them."""
+    concurrency_limit: int | None = None
+    rate_limit: Rate | None = None
+    limit_key: str | Callable[[P], object] | None = None
     identifier: str = ""
     codec: PayloadCodec[P] = _UNSET
 
@@ -153,10 +89,31 @@ class TaskDef(Generic[P]):
         if self.codec is _UNSET:
             object.__setattr__(self, "codec", PayloadCodec(self.payload))
         check_key_mode(self.job_key_mode)
+        object.__setattr__(self, "limits", check_limits(self.limits, "limits"))
+        check_concurrency(self.concurrency_limit, "concurrency_limit")
+        if self.rate_limit is not None:
+            check_rate(self.rate_limit, "rate_limit")
 
     def named(self, identifier: str) -> TaskDef[P]:
-        """This task under ``identifier``."""
-        return replace(self, identifier=identifier)
+        """This task under ``identifier``; ``concurrency_limit`` / ``rate_limit`` become
+        its own limit, ``task:<identifier>``, first among its limits."""
+        if self.concurrency_limit is None and self.rate_limit is None:
+            return replace(self, identifier=identifier)
+        own = Limit(
+            f"task:{identifier}",
+            concurrency=self.concurrency_limit,
+            rate=self.rate_limit,
+            key=self.limit_key,
+        )
+        others = tuple(limit for limit in self.limits if limit.name != own.name)
+        return replace(
+            self,
+            identifier=identifier,
+            limits=check_limits((own, *others), f"{identifier}.limits"),
+            concurrency_limit=None,
+            rate_limit=None,
+            limit_key=None,
+        )
 
     def __call__(self, payload: P, /) -> P:
         """``payload`` validated against this task's payload type (raises
@@ -177,9 +134,18 @@ def task(
     max_attempts: int | None = None,
     flags: Sequence[str] | None = None,
     timeout: float | None = None,
+    limits: Sequence[Limit] = (),
+    concurrency_limit: int | None = None,
+    rate_limit: Rate | None = None,
+    limit_key: str | Callable[[P], object] | None = None,
 ) -> TaskDef[P]:
     """Declare a task (see :class:`TaskDef`). ``handler`` may be left out for tasks this
-    process only enqueues."""
+    process only enqueues.
+
+    Flow control (:mod:`zodworker.limits`): ``concurrency_limit`` (jobs at once) and
+    ``rate_limit`` (starts per window) make the task's own limit, per ``limit_key`` (a
+    string or a callable of the payload; None: one for all); ``limits`` adds named limits
+    shared with other tasks."""
     return TaskDef(
         payload=payload,
         handler=handler,
@@ -190,6 +156,10 @@ def task(
         max_attempts=max_attempts,
         flags=flags,
         timeout=timeout,
+        limits=tuple(limits),
+        concurrency_limit=concurrency_limit,
+        rate_limit=rate_limit,
+        limit_key=limit_key,
     )
 
 
@@ -288,6 +258,8 @@ class EnqueueOptions(TypedDict, total=False):
     priority: int | NotGiven | None
     max_attempts: int | NotGiven | None
     flags: Sequence[str] | NotGiven | None
+    limits: Sequence[Limit] | NotGiven | None
+    """The limits this job is under instead of the task's (None: none)."""
 
 
 def _resolve(catalog: TaskCatalog, task: object) -> TaskDef[Any]:
@@ -313,9 +285,15 @@ def _job(spec: TaskDef[Any], valid: Any, payload: Any) -> JobSpec:
     )
 
 
-def build_specs(
-    catalog: TaskCatalog, items: Sequence[tuple[object, Any]]
-) -> list[tuple[JobSpec, JobKeyMode | None]]:
+Built = tuple[JobSpec, JobKeyMode | None, tuple[Limit, ...]]
+"""A job to add: its spec, its key mode and the limits it is under (keys computed)."""
+
+
+def _bound(limits: Sequence[Limit], valid: Any) -> tuple[Limit, ...]:
+    return tuple(limit.bound(valid) for limit in limits) if limits else ()
+
+
+def build_specs(catalog: TaskCatalog, items: Sequence[tuple[object, Any]]) -> list[Built]:
     """:func:`build_spec` with no options for each ``(task, payload)``, validating the
     payloads of each task together (see the module docs)."""
     looked_up: dict[object, TaskDef[Any]] = {}  # by name, or by id of a TaskDef
@@ -328,15 +306,15 @@ def build_specs(
             spec = looked_up[by] = _resolve(catalog, task)
         specs.append(spec)
         groups.setdefault(spec.identifier, (spec, []))[1].append(index)
-    built: list[tuple[JobSpec, JobKeyMode | None]] = [None] * len(items)  # type: ignore[list-item]
+    built: list[Built] = [None] * len(items)  # type: ignore[list-item]
     try:
         for spec, indices in groups.values():
             valid, payloads = spec.codec.validate_many(
                 [items[i][1] for i in indices], task=spec.identifier
             )
-            mode = spec.job_key_mode
+            mode, limits = spec.job_key_mode, spec.limits
             for i, one, payload in zip(indices, valid, payloads, strict=True):
-                built[i] = (_job(spec, one, payload), mode)
+                built[i] = (_job(spec, one, payload), mode, _bound(limits, one))
     except PayloadValidationError:
         for (_, payload), spec in zip(items, specs, strict=True):  # the first one's error
             spec.codec.validate(payload, task=spec.identifier)
@@ -344,21 +322,22 @@ def build_specs(
     return built
 
 
-def build_spec(
-    catalog: TaskCatalog, task: object, payload: Any, options: EnqueueOptions
-) -> tuple[JobSpec, JobKeyMode | None]:
-    """The job to add for ``payload`` of ``task``, and its key mode (see the module docs)."""
+def build_spec(catalog: TaskCatalog, task: object, payload: Any, options: EnqueueOptions) -> Built:
+    """The job to add for ``payload`` of ``task``, its key mode and its limits (see the
+    module docs)."""
     spec = _resolve(catalog, task)
     valid = spec.codec.validate(payload, task=spec.identifier)
     job = _job(spec, valid, spec.codec.to_json(valid))
-    mode = spec.job_key_mode
+    mode, limits = spec.job_key_mode, spec.limits
     if not options:  # the common case, e.g. batches
-        return job, mode
+        return job, mode, _bound(limits, valid)
     for name, value in options.items():
         if value is NOT_GIVEN:
             continue
         if name == "job_key_mode":
             mode = value  # type: ignore[assignment]
+        elif name == "limits":
+            limits = check_limits(value or (), "limits")
         elif name in _OPTION_NAMES:
             setattr(job, name, value)
         else:
@@ -367,4 +346,4 @@ def build_spec(
                 f"enqueue() got an unexpected option {name!r}; options are "
                 + ", ".join(sorted(EnqueueOptions.__annotations__)),
             )
-    return job, mode
+    return job, mode, _bound(limits, valid)

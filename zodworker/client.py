@@ -107,6 +107,7 @@ class ZodWorker:
         self._invalid_payload = invalid_payload
         self._store = Store(schema)
         self._sync_store = SyncStore(schema)
+        self._limited = [limit for t in catalog.values() for limit in t.limits]
         self._worker_options = WorkerOptions.merged(
             worker_options, schema=schema, migrate=False, **worker_overrides
         )
@@ -151,6 +152,8 @@ class ZodWorker:
         self._connections = connections
         if self._migrate:
             await migrate_target(connections, schema=self._schema)
+        if self._limited:
+            await self._store.declare_limits(connections, self._limited)
         if runs:
             self._service = self._new_service(tasks, connections)
             await self._service.start()
@@ -231,8 +234,8 @@ class ZodWorker:
         await self._close(timeout)
 
     async def _close(self, timeout: float | None = 60.0) -> None:  # noqa: ASYNC109
-        """Stop the service and close the client's own pool (also after a failed start:
-        the pool is closed even when stopping the service raises)."""
+        """Stop the service and close the client's own pool (also after a failed start, and
+        even when stopping the service raises)."""
         service, self._service = self._service, None
         database, self._database = self._database, None
         self._connections = None
@@ -297,12 +300,12 @@ class ZodWorker:
         ``task`` is a task of the catalog (typed: mypy checks the payload's type, and names
         the expected model when it does not fit) or its identifier. With ``tx`` the job is
         added in that connection's transaction."""
-        spec, mode = build_spec(self.catalog, task, payload, options)
+        spec, mode, limits = build_spec(self.catalog, task, payload, options)
         target = tx if tx is not None else self._require_connections()
         if self._tracing is None:
-            return await self._store.add_spec(target, spec, mode)
+            return await self._store.add_spec(target, spec, mode, limits=limits)
         with self._tracing.enqueue(spec) as span:
-            job = await self._store.add_spec(target, spec, mode)
+            job = await self._store.add_spec(target, spec, mode, limits=limits)
             self._tracing.record_job(span, job)
             return job
 
@@ -315,7 +318,7 @@ class ZodWorker:
         """Validate and add many jobs in one statement (key mode ``replace``, or
         ``preserve_run_at`` when every keyed task asks for it)."""
         built = build_specs(self.catalog, items)
-        modes = {mode for spec, mode in built if spec.job_key is not None}
+        modes = {mode for spec, mode, _ in built if spec.job_key is not None}
         if "unsafe_dedupe" in modes or len(modes) > 1:
             raise ConfigError(
                 "job_key_mode",
@@ -325,8 +328,9 @@ class ZodWorker:
         target = tx if tx is not None else self._require_connections()
         return await self._store.add_jobs(
             target,
-            [spec for spec, _ in built],
+            [spec for spec, _, _ in built],
             job_key_preserve_run_at=modes == {"preserve_run_at"},
+            limits=[limits for _, _, limits in built] if self._limited else None,
         )
 
     async def dequeue(
@@ -335,8 +339,6 @@ class ZodWorker:
         """Remove the job with ``job_key`` (see :meth:`Store.remove_job`); None if none."""
         target = tx if tx is not None else self._require_connections()
         return await self._store.remove_job(target, job_key)
-
-    # ---------------------------------------------------------------- sync producers
 
     @overload
     def enqueue_sync(
@@ -366,14 +368,12 @@ class ZodWorker:
     ) -> Job:
         """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
         (committed with it). Takes the same options; needs no :meth:`initialize`."""
-        spec, mode = build_spec(self.catalog, task, payload, options)
-        return self._sync_store.add_spec(tx, spec, mode)
+        spec, mode, limits = build_spec(self.catalog, task, payload, options)
+        return self._sync_store.add_spec(tx, spec, mode, limits=limits)
 
     def dequeue_sync(self, job_key: str, *, tx: psycopg.Connection[Any]) -> Job | None:
         """:meth:`dequeue` for synchronous code, on the caller's ``Connection``."""
         return self._sync_store.remove_job(tx, job_key)
-
-    # ---------------------------------------------------------------- housekeeping
 
     async def cleanup_now(self, cleanup: Cleanup) -> int:
         """Delete up to ``cleanup.max_count`` permanently failed jobs older than

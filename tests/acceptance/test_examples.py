@@ -191,3 +191,16 @@ def test_fastapi_app_over_http(db_url: str, procs: Procs) -> None:
     assert server.wait_exit(within=60) == 0, server.output()
     server.wait_for("Application shutdown complete.", within=1, after=mark)
     assert "Traceback" not in server.output(), server.output()
+
+
+def test_flow_control_serves_the_small_tenant_early_and_takes_a_new_limit(db_url: str) -> None:
+    out = run_example("flow_control.py", db_url).splitlines()
+    found = re.fullmatch(r"small's exports started at places \[([\d, ]+)\]", out[0])
+    assert found, out
+    places = [int(p) for p in found.group(1).split(",")]
+    assert len(places) == 4 and max(places) < 12, places  # not after big's 40
+    assert out[1:] == [
+        "most at once per tenant: {'big': 2, 'small': 2}",
+        "after the change, most at once: 4",
+        "task:export concurrency 4 (declared 2)",
+    ]
