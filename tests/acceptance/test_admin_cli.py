@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 
+from zodworker import JobSpec, Limit, Rate, SyncStore
+
 
 def zodworker(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -102,3 +104,36 @@ def test_queues_stats_workers_unlock_and_cancel(db_url: str) -> None:
     assert as_json(db_url, "jobs", "show", "3")["state"] == "failed"
     assert zodworker("jobs", "cancel", "99", "-c", db_url).returncode == 3
     assert zodworker("queues", "pause", "-c", db_url).returncode == 1  # no name
+
+
+def test_limits_are_listed_set_and_reset_and_shown_in_stats(db_url: str) -> None:
+    tenant = Limit("tenant", concurrency=3, rate=Rate(20, per=1.0), key="acme")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        SyncStore().add_jobs(conn, [JobSpec(identifier="t")] * 2, limits=[[tenant]] * 2)
+    [listed] = as_json(db_url, "limits", "list")
+    assert (listed["name"], listed["concurrency"], listed["rate"]) == (
+        "tenant",
+        3,
+        {"count": 20, "per": 1.0},
+    )
+    assert (listed["keys"], listed["running"], listed["waiting"]) == (1, 0, 2)
+    done = zodworker(
+        "limits", "set", "tenant", "--concurrency", "none", "--rate", "5/2", "-c", db_url
+    )
+    assert done.returncode == 0, done.stderr
+    [changed] = as_json(db_url, "limits", "list")
+    assert (changed["concurrency"], changed["rate"], changed["overridden"]) == (
+        None,
+        {"count": 5, "per": 2.0},
+        True,
+    )
+    assert changed["declared_concurrency"] == 3
+    bad = zodworker("limits", "set", "tenant", "--rate", "fast", "-c", db_url)
+    assert bad.returncode == 2 and "COUNT/SECONDS" in bad.stderr
+    assert zodworker("limits", "reset", "tenant", "-c", db_url).returncode == 0
+    assert zodworker("limits", "reset", "nope", "-c", db_url).returncode == 1
+    stats = as_json(db_url, "stats")
+    [shown] = stats["limits"]
+    assert (shown["concurrency"], shown["overridden"], shown["waiting"]) == (3, False, 2)
+    table = zodworker("stats", "-c", db_url)
+    assert "tenant" in table.stdout and "waiting" in table.stdout

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from tests.support.procs import Proc, Procs, poll_until
-from zodworker import JobSpec, SyncStore
+from zodworker import JobSpec, Limit, Rate, SyncStore
 from zodworker.admin import JobFilter, SyncAdmin
 from zodworker.db.cron import CronStore
 
@@ -309,3 +309,32 @@ def test_cron_page_shows_what_the_database_knows_and_the_next_runs(
     expect(ping).to_contain_text("(Europe/Paris)")
     assert len(ping.locator("td.next").inner_text().splitlines()) == 3
     shot(page, "cron")
+
+
+def test_limits_page_shows_waiting_jobs_and_sets_and_resets_a_limit(
+    page: Any, procs: Procs, db_url: str
+) -> None:
+    tenant = Limit("tenant", concurrency=2, key=lambda p: p["t"])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        specs = [JobSpec(identifier="bill", payload={"t": f"t{n % 3}"}) for n in range(5)]
+        SyncStore().add_jobs(conn, specs, limits=[[tenant]] * 5)
+    url = start_dashboard(procs, db_url)
+    page.goto(url + "/limits")
+    row = page.locator("tr[data-limit=tenant]")
+    expect(row.locator("td").nth(1)).to_have_text("2")
+    expect(row.locator("td").nth(4)).to_have_text("3")  # keys
+    expect(row.locator("td").nth(6)).to_have_text("5")  # waiting
+    row.locator("input[name=concurrency]").fill("7")
+    row.locator("input[name=rate]").fill("10/2")
+    row.locator("button", has_text="Set").click()
+    expect(page.locator("p.done")).to_contain_text("tenant: set")
+    shot(page, "limits-set")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        [info] = SyncAdmin().limits(conn)
+    assert (info.concurrency, info.rate, info.overridden) == (7, Rate(10, 2.0), True)
+    page.locator("tr[data-limit=tenant] button", has_text="Reset").click()
+    expect(page.locator("p.done")).to_contain_text("tenant: reset")
+    expect(page.locator("tr[data-limit=tenant] td").nth(3)).to_have_text("code")
+    page.locator("tr[data-limit=tenant] input[name=concurrency]").fill("many")
+    page.locator("tr[data-limit=tenant] button", has_text="Set").click()
+    expect(page.locator("body")).to_contain_text("is not a whole number")

@@ -22,6 +22,7 @@ PAGES = (
     "/jobs?text=x",
     "/failed",
     "/queues",
+    "/limits",
     "/workers",
     "/cron",
 )

@@ -20,7 +20,7 @@ from prometheus_client.samples import Sample
 from pydantic import BaseModel
 
 from tests.support.proxy import TcpProxy
-from zodworker import MetricsOptions, PermanentFailure, TaskCatalog, ZodWorker, task
+from zodworker import Limit, MetricsOptions, PermanentFailure, TaskCatalog, ZodWorker, task
 from zodworker.observe import INSTRUMENTS
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +41,7 @@ class Shop(TaskCatalog):
     process = task(Item, handler=handle, queue_name=lambda p: f"shard:{p.n % 3}")
     other = task(Item, handler=handle)
     unserved = task(Item, queue_name=lambda p: f"bulk:{p.n}")  # no handler here: jobs wait
+    limited = task(Item, limits=[Limit("tenant", concurrency=1, key=lambda p: str(p.n % 2))])
 
 
 def client_for(url: str, **metrics: Any) -> ZodWorker:
@@ -155,6 +156,18 @@ async def test_the_state_gauges_show_waiting_jobs_and_the_oldest_wait(db_url: st
 
         samples = await poll_scrape(url, counted, "five ready jobs waiting a while")
     assert value(samples, "zodworker_state_query_seconds") > 0
+
+
+async def test_the_limit_gauges_show_jobs_waiting_under_each_limit(db_url: str) -> None:
+    async with client_for(db_url) as client:
+        url = base_url(client)
+        await client.enqueue_many([("limited", Item(n=n)) for n in range(7)])
+
+        def counted(s: dict[str, list[Sample]]) -> bool:
+            return value(s, "zodworker_limit_jobs", limit="tenant", state="waiting") == 7
+
+        samples = await poll_scrape(url, counted, "seven jobs waiting under the limit")
+    assert value(samples, "zodworker_limit_jobs", limit="tenant", state="running") == 0
 
 
 async def test_healthz_and_readyz_answer_and_readyz_fails_when_the_database_is_cut(

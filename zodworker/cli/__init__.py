@@ -9,7 +9,7 @@
     zodworker config [--json]                       effective settings and their sources
     zodworker demo                                  add demo jobs and run a worker for them
     zodworker cron list [-n N] [--crontab FILE]     each cron item's next runs
-    zodworker jobs|queues|stats|workers|unlock ...  the admin commands
+    zodworker jobs|queues|stats|limits|workers|unlock ...  the admin commands
     zodworker dashboard [--host H] [--port P]       the web dashboard
 
 ``run`` is the default command. Settings come from flags, ``ZODWORKER_*`` variables, a
@@ -57,7 +57,7 @@ __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-ADMIN_COMMANDS = frozenset({"jobs", "queues", "stats", "workers", "unlock"})
+ADMIN_COMMANDS = frozenset({"jobs", "queues", "stats", "limits", "workers", "unlock"})
 
 
 async def _main(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""``zodworker jobs|queues|stats|workers|unlock``: the admin API on the command line.
+"""``zodworker jobs|queues|stats|limits|workers|unlock``: the admin API on the command line.
 
 Every command prints an aligned table, or JSON with ``--json``. Bulk commands (``jobs
 retry|delete|reschedule``) act on the ids given or on what the filters select; without
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..admin import Admin, JobFilter, JobView
+from ..admin import Admin, JobFilter, JobView, LimitInfo
 from ..db.rows import AsyncTarget
 from ..errors import ConfigError
+from ..limits import Rate
 
 __all__ = ["EXIT_NEEDS_YES", "EXIT_NOT_FOUND", "run_admin"]
 
@@ -235,6 +236,7 @@ async def _stats(admin: Admin, target: AsyncTarget, args: argparse.Namespace) ->
                         for r in stats.rows
                     ],
                     "oldest_ready_age_seconds": {q or "": round(a, 3) for q, a in ages.items()},
+                    "limits": [_limit_dict(i) for i in stats.limits],
                 }
             )
         )
@@ -247,6 +249,9 @@ async def _stats(admin: Admin, target: AsyncTarget, args: argparse.Namespace) ->
     )
     if not stats.exact:
         print("(~: estimated from a sample of the table; the table is large)")
+    if stats.limits:
+        print()
+        print(_limits_table(stats.limits))
     if ages:
         print()
         print(
@@ -255,6 +260,52 @@ async def _stats(admin: Admin, target: AsyncTarget, args: argparse.Namespace) ->
                 [(q or "(no queue)", f"{a:.1f}s") for q, a in sorted(ages.items(), key=str)],
             )
         )
+    return 0
+
+
+def _rate_text(rate: Rate | None) -> str:
+    return "-" if rate is None else f"{rate.count}/{rate.per:g}s"
+
+
+def _limits_table(limits: Sequence[LimitInfo]) -> str:
+    rows = [
+        (
+            i.name,
+            "-" if i.concurrency is None else i.concurrency,
+            _rate_text(i.rate),
+            "set" if i.overridden else "code",
+            i.keys,
+            i.running,
+            i.waiting,
+        )
+        for i in limits
+    ]
+    headers = ("limit", "concurrency", "rate", "from", "keys", "running", "waiting")
+    return _table(headers, rows)
+
+
+def _limit_dict(info: LimitInfo) -> dict[str, Any]:
+    found = dataclasses.asdict(info)
+    found["waiting"], found["waiting_exact"] = info.waiting.value, info.waiting.exact
+    return found
+
+
+async def _limits(admin: Admin, target: AsyncTarget, args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.name:
+        raise ConfigError("name", f"`limits {args.action}` needs the limit's name")
+    if args.action == "set":
+        chosen = {k: getattr(args, k) for k in ("concurrency", "rate") if hasattr(args, k)}
+        if not chosen:
+            raise ConfigError("limits set", "give --concurrency and/or --rate")
+        await admin.set_limit(target, args.name, **chosen)
+        print(f"limit {args.name!r} set; every pool uses it at its next fetch")
+        return 0
+    if args.action == "reset":
+        found = await admin.reset_limit(target, args.name)
+        print(f"limit {args.name!r} " + ("back to its declared numbers" if found else "not found"))
+        return 0 if found else 1
+    limits = await admin.limits(target)
+    print(_json([_limit_dict(i) for i in limits]) if args.json else _limits_table(limits))
     return 0
 
 
@@ -285,6 +336,7 @@ _COMMANDS = {
     ("jobs", "cancel"): _jobs_cancel,
     ("queues", None): _queues,
     ("stats", None): _stats,
+    ("limits", None): _limits,
     ("workers", None): _workers,
     ("unlock", None): _unlock,
 }

@@ -1,12 +1,15 @@
-"""The arguments of the admin commands: ``jobs``, ``queues``, ``stats``, ``workers`` and
-``unlock`` (run by :mod:`zodworker.cli.admin`). Each command gets the database and logging
-settings, ``--json``, and its own arguments."""
+"""The arguments of the admin commands: ``jobs``, ``queues``, ``stats``, ``limits``,
+``workers`` and ``unlock`` (run by :mod:`zodworker.cli.admin`). Each command gets the
+database and logging settings, ``--json``, and its own arguments."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 from typing import Any
+
+from ..errors import JobSpecError
+from ..limits import Rate
 
 __all__ = ["add_admin_commands"]
 
@@ -35,6 +38,30 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="only the job with this job key")
     parser.add_argument("--flag", help="only jobs carrying this flag")
     parser.add_argument("--text", help="only jobs whose payload contains this text (any case)")
+
+
+def _cap(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number or 'none'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
+def _rate(text: str) -> Rate | None:
+    if text.lower() == "none":
+        return None
+    count, _, per = text.partition("/")
+    try:
+        return Rate(int(count), float(per or "1"))
+    except (ValueError, JobSpecError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not COUNT/SECONDS (e.g. 20/1 for 20 a second) or 'none'"
+        ) from None
 
 
 def add_admin_commands(commands: Any, make: MakeCommand) -> None:
@@ -67,7 +94,15 @@ def add_admin_commands(commands: Any, make: MakeCommand) -> None:
     queues = _parser(commands, "queues", "named queues: list, pause, resume", make)
     queues.add_argument("action", choices=["list", "pause", "resume"], help="what to do")
     queues.add_argument("name", nargs="?", help="the queue to pause or resume")
-    _parser(commands, "stats", "jobs by task, queue and state; oldest waits", make)
+    _parser(commands, "stats", "jobs by task, queue and state; oldest waits; limits", make)
+    limits = _parser(commands, "limits", "concurrency and rate limits: list, set, reset", make)
+    limits.add_argument("action", choices=["list", "set", "reset"], help="what to do")
+    limits.add_argument("name", nargs="?", help="the limit to set or reset")
+    for flag, kind, text in [
+        ("--concurrency", _cap, "jobs at once per key ('none': no cap)"),
+        ("--rate", _rate, "starts per window per key: COUNT/SECONDS, e.g. 20/1 ('none')"),
+    ]:  # not given: left as it is
+        limits.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
     workers = _parser(commands, "workers", "live zodworker pools (`workers list`)", make)
     workers.add_argument("action", choices=["list"], help="what to do")
     unlock = _parser(commands, "unlock", "release what the given worker ids hold", make)

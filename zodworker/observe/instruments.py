@@ -110,6 +110,15 @@ INSTRUMENTS: Final = (
         "s",
     ),
     Instrument(
+        "zodworker_limit_jobs",
+        "gauge",
+        "Jobs under each concurrency/rate limit by state (running: holding a slot; waiting: "
+        "not running, for room, their run_at or a retry); waiting is exact up to a bound.",
+        ("limit", "state"),
+        "zodworker.limit.jobs",
+        "{job}",
+    ),
+    Instrument(
         "zodworker_state_query_seconds",
         "gauge",
         "How long the last query behind zodworker_queued_jobs took.",

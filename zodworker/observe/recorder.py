@@ -57,6 +57,8 @@ class StateSnapshot:
     """queue label -> seconds the oldest ready job has waited."""
     seconds: float = 0.0
     """How long the query took."""
+    limits: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(limit, state: running or waiting) -> jobs."""
 
 
 class QueueLabels:
@@ -196,6 +198,7 @@ class MetricsRecorder:
             ((queue,), age) for queue, age in sorted(state.oldest_ready_age.items())
         ]
         samples["zodworker_state_query_seconds"] = [((), state.seconds)]
+        samples["zodworker_limit_jobs"] = [(key, n) for key, n in sorted(state.limits.items())]
         pool = self._pool()
         if pool is not None:
             busy = pool.running

@@ -1,6 +1,7 @@
-"""The gauges' one bounded query: jobs by task and state and the oldest ready job per queue,
-from the admin's statistics plan (exact up to a bound, a sample of the table's pages above
-it), run every ``MetricsOptions.interval`` seconds by one loop per process, never per scrape.
+"""The gauges' one bounded query: jobs by task and state, the oldest ready job per queue and
+the jobs under each limit, from the admin's statistics plan (exact up to a bound, a sample
+of the table's pages above it), run every ``MetricsOptions.interval`` seconds by one loop
+per process, never per scrape.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from ..db.admin_plans import DEFAULT_BOUND, plan_stats
+from ..db.admin_plans import DEFAULT_BOUND
+from ..db.limit_plans import plan_stats_and_limits
 from ..db.rows import AsyncTarget
 from ..db.runner import AsyncRunner
 from .recorder import QueueLabels, StateSnapshot
@@ -27,7 +29,7 @@ class StateQuery(AsyncRunner):
         """Count now; ``max_queues`` bounds the queues whose oldest ready job is reported
         (the ones that waited longest)."""
         started = time.perf_counter()
-        stats = await self._run(target, plan_stats(self.schema, bound))
+        stats = await self._run(target, plan_stats_and_limits(self.schema, bound))
         jobs: dict[tuple[str, str], float] = {}
         for row in stats.rows:
             key = (row.task or "", row.state)
@@ -38,4 +40,8 @@ class StateQuery(AsyncRunner):
         for queue, due in oldest:
             label = labels(queue)
             ages[label] = max(ages.get(label, 0.0), max(0.0, (now - due).total_seconds()))
-        return StateSnapshot(jobs, stats.exact, ages, time.perf_counter() - started)
+        limits: dict[tuple[str, str], float] = {}
+        for info in stats.limits:
+            limits[(info.name, "running")] = float(info.running)
+            limits[(info.name, "waiting")] = float(info.waiting.value)
+        return StateSnapshot(jobs, stats.exact, ages, time.perf_counter() - started, limits)

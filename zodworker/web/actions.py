@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from ..admin import JobFilter
 from ..db.rows import AsyncTarget
 from ..errors import JobSpecError
+from ..limits import Rate
 from .dashboard import Dashboard, Handler
 from .pages import FILTER_FIELDS, job_filter
 
@@ -138,8 +139,58 @@ def queue_action(d: Dashboard) -> Handler:
     return handle
 
 
+def _blank(text: str) -> bool:
+    return not text.strip() or text.strip().lower() == "none"
+
+
+def _concurrency(text: str) -> int | None:
+    """A form's concurrency ("3"); empty or "none": no cap."""
+    if _blank(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise JobSpecError("concurrency", f"{text!r} is not a whole number") from None
+
+
+def _rate(text: str) -> Rate | None:
+    """A form's rate ("20/1": 20 starts a second); empty or "none": no cap."""
+    if _blank(text):
+        return None
+    count, _, per = text.strip().partition("/")
+    try:
+        return Rate(int(count), float(per or "1"))
+    except ValueError:
+        raise JobSpecError("rate", f"{text!r} is not COUNT/SECONDS, e.g. 20/1") from None
+
+
+def limit_action(d: Dashboard) -> Handler:
+    """Set a limit's numbers (they hold until reset) or reset them to the declared ones."""
+
+    async def handle(request: Request) -> Response:
+        form = await request.form()
+        name = str(form.get("name", ""))
+        action = request.path_params["action"]
+        target = await d.target()
+        try:
+            if action == "set":
+                concurrency = _concurrency(str(form.get("concurrency", "")))
+                rate = _rate(str(form.get("rate", "")))
+                await d.admin.set_limit(target, name, concurrency=concurrency, rate=rate)
+                return _back(request, "/limits", f"{name}: set")
+            if action == "reset":
+                found = await d.admin.reset_limit(target, name)
+                return _back(request, "/limits", f"{name}: " + ("reset" if found else "unknown"))
+        except JobSpecError as exc:
+            return d.render(request, "error.html", 400, message=str(exc))
+        return d.render(request, "error.html", 400, message=f"unknown action {action!r}")
+
+    return handle
+
+
 ACTIONS: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
     ("/jobs/bulk", bulk),
     ("/jobs/{job_id:int}/{action}", job_action),
     ("/queues/{action}", queue_action),
+    ("/limits/{action}", limit_action),
 ]

@@ -1,4 +1,5 @@
-"""The dashboard's pages (GET): overview, jobs, one job, failed jobs, queues, workers.
+"""The dashboard's pages (GET): overview, jobs, one job, failed jobs, queues, limits,
+workers, cron.
 
 Each ``page(dashboard)`` returns the request handler. What a page reads comes from the
 admin API; a part that needs zodworker's own tables (absent on a database only Node
@@ -187,6 +188,15 @@ def queues(d: Dashboard) -> Handler:
     return handle
 
 
+def limits(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        found = await d.admin.limits(await d.target())
+        done = request.query_params.get("done")
+        return d.render(request, "limits.html", limits=found, done=done)
+
+    return handle
+
+
 def workers(d: Dashboard) -> Handler:
     async def handle(request: Request) -> Response:
         target = await d.target()
@@ -221,6 +231,7 @@ PAGES: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
     ("/jobs/{job_id:int}", job),
     ("/failed", failed),
     ("/queues", queues),
+    ("/limits", limits),
     ("/workers", workers),
     ("/cron", cron),
 ]
