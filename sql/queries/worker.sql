@@ -347,12 +347,10 @@ from windows
 where windows.nth = windows.held - windows.rate_count + 1;
 
 -- name: reconcile_limits
--- The limits' housekeeping, for whatever unlocked or removed a limited job other than the
--- pool that ran it (an operator's force_unlock_workers, the 4-hour sweep, a Node worker,
--- remove_job): free slots whose job is no longer locked by the slot's owner, forget limits
--- of jobs that are gone or no longer flagged, drop starts older than their window (a day
--- for a limit without a row), give a key row back to every key with limited jobs, and drop
--- key rows idle for an hour with nothing left. Returns the slots freed.
+-- The limits' frequent housekeeping (bounded by the jobs running and the rate windows): free
+-- slots whose job is no longer locked by the slot's owner (an operator's
+-- force_unlock_workers, the 4-hour sweep, a Node worker, remove_job), and drop starts older
+-- than their window (a day for a limit without a row). Returns the slots freed.
 with freed as (
   delete from :SCHEMA._zodworker_limit_slots as slots
   where not exists (
@@ -361,19 +359,26 @@ with freed as (
   )
   returning slots.job_id
 ),
-forgotten as (
-  delete from :SCHEMA._zodworker_limited_jobs as limited
-  where not exists (
-    select 1 from :SCHEMA._private_jobs as jobs
-    where jobs.id = limited.job_id and jobs.flags ? 'zw:limited'
-  )
-),
 expired as (
   delete from :SCHEMA._zodworker_limit_starts as starts
   where starts.started_at < now() - coalesce(
     (select make_interval(secs => limits.rate_seconds)
      from :SCHEMA._zodworker_limits as limits where limits.name = starts.limit_name),
     interval '1 day'
+  )
+)
+select count(*)::int from freed;
+
+-- name: tidy_limits
+-- The limits' rare housekeeping (it reads every limited job): forget limits of jobs that
+-- are gone or no longer flagged (deleted or replaced by other means than a zodworker pool),
+-- give a key row back to every key with limited jobs (one lost in a race with pruning),
+-- and drop key rows idle for an hour with nothing left.
+with forgotten as (
+  delete from :SCHEMA._zodworker_limited_jobs as limited
+  where not exists (
+    select 1 from :SCHEMA._private_jobs as jobs
+    where jobs.id = limited.job_id and jobs.flags ? 'zw:limited'
   )
 ),
 healed as (
@@ -394,4 +399,4 @@ pruned as (
       where slots.limit_name = keys.limit_name and slots.limit_key = keys.limit_key
     )
 )
-select count(*)::int from freed;
+select 1;

@@ -86,27 +86,34 @@ alter table :SCHEMA._zodworker_limit_starts enable row level security;
 create function :SCHEMA._zodworker_limit_room(
   p_name text, p_key text, p_at timestamptz
 ) returns integer
-language sql volatile
+language plpgsql volatile
+set plan_cache_mode = force_generic_plan  -- index lookups: no need to plan each call
 as $$
-  select least(
-    coalesce(
-      limits.concurrency - (
-        select count(*) from :SCHEMA._zodworker_limit_slots as slots
-        where slots.limit_name = p_name and slots.limit_key = p_key
-      ),
-      2147483647
-    ),
-    coalesce(
-      limits.rate_count - (
-        select count(*) from :SCHEMA._zodworker_limit_starts as starts
-        where starts.limit_name = p_name and starts.limit_key = p_key
-          and starts.started_at > p_at - make_interval(secs => limits.rate_seconds)
-      ),
-      2147483647
-    )
-  )::integer
-  from (select 1) as one
-  left join :SCHEMA._zodworker_limits as limits on limits.name = p_name
+declare
+  v_limit record;
+  v_room bigint := 2147483647;
+begin
+  select limits.concurrency, limits.rate_count, limits.rate_seconds into v_limit
+  from :SCHEMA._zodworker_limits as limits
+  where limits.name = p_name;
+  if not found then
+    return v_room;
+  end if;
+  if v_limit.concurrency is not null then
+    v_room := v_limit.concurrency - (
+      select count(*) from :SCHEMA._zodworker_limit_slots as slots
+      where slots.limit_name = p_name and slots.limit_key = p_key
+    );
+  end if;
+  if v_limit.rate_count is not null and v_room > 0 then
+    v_room := least(v_room, v_limit.rate_count - (
+      select count(*) from :SCHEMA._zodworker_limit_starts as starts
+      where starts.limit_name = p_name and starts.limit_key = p_key
+        and starts.started_at > p_at - make_interval(secs => v_limit.rate_seconds)
+    ));
+  end if;
+  return v_room;
+end;
 $$;
 
 -- Lock up to p_n limited jobs for the pool p_pool_id (its lease must be live), as get_jobs
@@ -120,6 +127,7 @@ create function :SCHEMA._zodworker_get_limited_jobs(
   p_pool_id text, p_task_ids integer[], p_forbidden text[], p_n integer, p_at timestamptz
 ) returns setof :SCHEMA._private_jobs
 language plpgsql volatile
+set plan_cache_mode = force_generic_plan  -- index lookups: no need to plan each call
 as $$
 declare
   v_key record;
@@ -141,8 +149,19 @@ begin
   for v_key in
     select keys.limit_name, keys.limit_key
     from :SCHEMA._zodworker_limit_keys as keys
+    -- work due now (a hint from the loop's snapshot; rechecked below), probed key by key
+    -- (as a semi-join the planner would read every limited job)
+    cross join lateral (
+      select 1
+      from :SCHEMA._zodworker_limited_jobs as limited
+      inner join :SCHEMA._private_jobs as jobs on jobs.id = limited.job_id
+      where limited.limit_name = keys.limit_name and limited.limit_key = keys.limit_key
+        and limited.position = 0 and jobs.is_available = true
+        and jobs.run_at <= coalesce(p_at, now())
+      limit 1
+    ) as due
     order by keys.served_at nulls first, keys.limit_name, keys.limit_key
-    for update skip locked
+    for update of keys skip locked
   loop
     exit when v_taken >= p_n;
     v_at := coalesce(p_at, clock_timestamp());

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 
@@ -20,6 +21,9 @@ from tests.support.dbtools import wait_until
 from tests.support.pools import pool_options
 from zodworker import JobHelpers, JobSpec, Limit, Rate, Store, WorkerPool
 from zodworker.admin import Admin
+from zodworker.db.connect import Database
+from zodworker.db.lease import LeaseStore
+from zodworker.db.worker_store import WorkerStore
 
 pytestmark = pytest.mark.anyio
 
@@ -228,3 +232,53 @@ async def _both_tried(attempts: Counter[int], a: int, b: int) -> bool:
 
 async def _forever(payload: Any, helpers: JobHelpers) -> None:
     await asyncio.sleep(3600)
+
+
+async def test_housekeeping_frees_what_others_unlocked_and_forgets_removed_jobs(
+    db_url: str,
+) -> None:
+    one = Limit("one", concurrency=1, key=lambda p: p["k"])
+    database = Database(db_url)
+    await database.open()
+    try:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            store = Store()
+            held = await store.add_job(conn, "t", {"k": "a"}, limits=[one])
+            gone = await store.add_job(conn, "t", {"k": "b"}, limits=[one])
+            worker = WorkerStore(database, "holder")
+            await conn.execute(
+                "insert into graphile_worker._zodworker_pools (pool_id, lease_expires_at)"
+                " values ('holder', now() + interval '1 hour')"
+            )
+            [task_id] = await worker.register_tasks(["t"])
+            taken = await worker.get_limited_jobs([task_id], [], 5)
+            assert sorted(job.id for job in taken) == sorted([held.id, gone.id])
+            slots = "select count(*) from graphile_worker._zodworker_limit_slots"
+            assert await _count(conn, slots) == 2
+            # an operator frees the holder's jobs by hand: the slots outlive the locks...
+            await Admin().unlock_workers(conn, ["holder"])
+            assert await _count(conn, slots) == 2
+            assert await worker.reconcile_limits() == 2  # ...until the reconciler runs
+            assert await _count(conn, slots) == 0
+            # a job removed by other means (here graphile-worker's complete_jobs)
+            await store.complete_jobs(conn, [gone.id])
+            rows = "select count(*) from graphile_worker._zodworker_limited_jobs"
+            assert await _count(conn, rows) == 2
+            await worker.tidy_limits()
+            assert await _count(conn, rows) == 1
+            # the one left runs again once its key has room
+            again = await worker.get_limited_jobs([task_id], [], 5)
+            assert [job.id for job in again] == [held.id]
+            # the holder dies (its lease expires): reaping frees its slot with its job
+            await conn.execute(
+                "update graphile_worker._zodworker_pools set lease_seconds = 3,"
+                " lease_expires_at = now() - interval '1 second' where pool_id = 'holder'"
+            )
+            leases = LeaseStore(database, heartbeat=1.0, lease=3.0)
+            try:
+                assert await anyio.to_thread.run_sync(leases.reap) == [held.id]
+            finally:
+                leases.close()
+            assert await _count(conn, slots) == 0
+    finally:
+        await database.close()

@@ -66,7 +66,15 @@ class _Queries(dict[str, bytes]):
 class WorkerStore:
     """The worker pool's job statements for one schema."""
 
-    __slots__ = ("_connections", "_jobs", "_limited", "_queries", "lease_id", "task_names")
+    __slots__ = (
+        "_connections",
+        "_jobs",
+        "_limited",
+        "_queries",
+        "lease_id",
+        "on_limited_written",
+        "task_names",
+    )
 
     def __init__(self, database: Database, pool_id: str) -> None:
         self._connections = database.connections
@@ -77,6 +85,9 @@ class WorkerStore:
         """task id -> identifier, for the tasks this pool runs (updated in place)."""
         self._jobs = job_rows(self.task_names)
         self._limited: set[int] = set()  # ids of jobs fetched under limits, until written
+        self.on_limited_written: Callable[[], None] = lambda: None
+        """Called once slots of limited jobs were freed by an outcome this pool wrote
+        (before the write's own wake-ups: the next fetch should look for limited jobs)."""
 
     async def _pooled(
         self, name: str, params: Params, rows: RowFactory[Any] = tuple_row
@@ -155,9 +166,14 @@ class WorkerStore:
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def reconcile_limits(self) -> int:
-        """The limits' housekeeping (frees slots of jobs others unlocked); slots freed."""
+        """The limits' frequent housekeeping (frees slots of jobs others unlocked, drops
+        old rate-window starts); returns the slots freed."""
         rows = await self._pooled("reconcile_limits", {})
         return int(rows[0][0]) if rows else 0
+
+    async def tidy_limits(self) -> None:
+        """The limits' rare housekeeping (forgets limits of jobs removed by others)."""
+        await self._pooled("tidy_limits", {})
 
     async def _written(self, name: str, params: Params, owner: str, ids: list[int]) -> None:
         """Write an outcome; for jobs fetched under limits, in the same round trip free
@@ -171,6 +187,7 @@ class WorkerStore:
         statements = [(self._queries[name], params), (self._queries["release_limited"], release)]
         await self._retried(lambda conn: run_pipelined(conn, statements))
         limited.difference_update(mine)
+        self.on_limited_written()
 
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""

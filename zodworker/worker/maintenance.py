@@ -95,6 +95,7 @@ def pool_loops(
     cancellations_for: Callable[[list[int]], Awaitable[list[int]]],
     reapply_pauses: Callable[[], Awaitable[None]],
     reconcile_limits: Callable[[], Awaitable[int]],
+    tidy_limits: Callable[[], Awaitable[None]],
     live_pools: Callable[[], Awaitable[int]],
     on_live_pools: Callable[[int], None],
     running_ids: Callable[[], set[int]],
@@ -109,7 +110,8 @@ def pool_loops(
     ``reset_stale_locks`` is None); cancellations of jobs running here, every second; paused
     queues whose lock someone cleared, paused again before the first fetch and every 10 s
     (the fetch itself does not look at pauses: that would cost every fetch); the limits'
-    housekeeping (slots of jobs others unlocked) every 8-12 s; the number of
+    housekeeping (slots of jobs others unlocked) every 8-12 s, and its rare part (limits of
+    jobs others removed) every 4-6 minutes; the number of
     live pools, at start and every 10 s, for ``on_live_pools`` (fetch-ahead); the warning
     about jobs waiting for tasks no live pool runs (:func:`unserved_warning`, unless
     ``unserved_tasks`` is None) every ``unserved_every`` seconds."""
@@ -135,6 +137,7 @@ def pool_loops(
             count_pools, interval=10.0, name="counting live pools", logger=logger, first_after=False
         ),
         Periodic(reconcile_limits, interval=(8.0, 12.0), name="reconciling limits", logger=logger),
+        Periodic(tidy_limits, interval=(240.0, 360.0), name="tidying limits", logger=logger),
     ]
     if reset_stale_locks is not None:
         sweep = Periodic(

@@ -113,6 +113,7 @@ class WorkerPool:
             poll_interval=options.poll_interval,
             logger=self.logger,
         )
+        self._store.on_limited_written = self._limited.arm
         self._lease = LeaseKeeper(
             LeaseStore(
                 self._database,
@@ -287,6 +288,7 @@ class WorkerPool:
             cancellations_for=store.cancellations_for,
             reapply_pauses=store.reapply_pauses,
             reconcile_limits=store.reconcile_limits,
+            tidy_limits=store.tidy_limits,
             live_pools=store.live_pools,
             on_live_pools=self._queue.set_live_pools,
             running_ids=executor.running_ids,
