@@ -200,15 +200,10 @@ with refs as (
     %(keys)s::text[]) as given(job_id, position, limit_name, limit_key)
 ),
 declared as (
-  insert into :SCHEMA._zodworker_limits (
-    name, concurrency, rate_count, rate_seconds,
-    declared_concurrency, declared_rate_count, declared_rate_seconds
-  )
-  select given.name, given.concurrency, given.rate_count, given.rate_seconds,
-    given.concurrency, given.rate_count, given.rate_seconds
-  from unnest(%(limit_names)s::text[], %(concurrency)s::int[], %(rate_counts)s::int[],
-    %(rate_seconds)s::float8[]) as given(name, concurrency, rate_count, rate_seconds)
-  on conflict (name) do nothing
+  select :SCHEMA._zodworker_declare_limits(
+    %(limit_names)s::text[], %(concurrency)s::int[], %(rate_counts)s::int[],
+    %(rate_seconds)s::float8[], false
+  ) as written
 ),
 keyed as (
   insert into :SCHEMA._zodworker_limit_keys (limit_name, limit_key)
@@ -233,34 +228,14 @@ dropped as (
       where refs.job_id = limited.job_id and refs.limit_name = limited.limit_name
     )
 )
-select pg_notify('zodworker:limits', '');
+select pg_notify('zodworker:limits', '') from declared;
 
 -- name: declare_limits
 -- The numbers code declares for its limits. An operator's setting (overridden) holds until
--- it is reset; otherwise the declared numbers take effect. Tells every pool.
+-- it is reset; otherwise the declared numbers take effect. Tells every pool of a change.
 -- Parameters: names, concurrency, rate counts, rate seconds.
-with declared as (
-  insert into :SCHEMA._zodworker_limits as limits (
-    name, concurrency, rate_count, rate_seconds,
-    declared_concurrency, declared_rate_count, declared_rate_seconds
-  )
-  select given.name, given.concurrency, given.rate_count, given.rate_seconds,
-    given.concurrency, given.rate_count, given.rate_seconds
-  from unnest(%(limit_names)s::text[], %(concurrency)s::int[], %(rate_counts)s::int[],
-    %(rate_seconds)s::float8[]) as given(name, concurrency, rate_count, rate_seconds)
-  on conflict (name) do update
-  set declared_concurrency = excluded.declared_concurrency,
-    declared_rate_count = excluded.declared_rate_count,
-    declared_rate_seconds = excluded.declared_rate_seconds,
-    concurrency = case when limits.overridden then limits.concurrency
-      else excluded.concurrency end,
-    rate_count = case when limits.overridden then limits.rate_count else excluded.rate_count end,
-    rate_seconds = case when limits.overridden then limits.rate_seconds
-      else excluded.rate_seconds end,
-    updated_at = now()
-  where (limits.declared_concurrency, limits.declared_rate_count, limits.declared_rate_seconds)
-    is distinct from
-    (excluded.declared_concurrency, excluded.declared_rate_count, excluded.declared_rate_seconds)
-  returning limits.name
-)
-select pg_notify('zodworker:limits', '') from (select count(*) from declared) as changed;
+select pg_notify('zodworker:limits', '')
+where :SCHEMA._zodworker_declare_limits(
+  %(limit_names)s::text[], %(concurrency)s::int[], %(rate_counts)s::int[],
+  %(rate_seconds)s::float8[], true
+) > 0;

@@ -80,6 +80,44 @@ alter table :SCHEMA._zodworker_limited_jobs enable row level security;
 alter table :SCHEMA._zodworker_limit_slots enable row level security;
 alter table :SCHEMA._zodworker_limit_starts enable row level security;
 
+-- Write the numbers code declares for limits: a new limit takes them; an existing one
+-- takes them only with p_update (and keeps an operator's numbers while overridden).
+-- Returns how many limits were written.
+create function :SCHEMA._zodworker_declare_limits(
+  p_names text[], p_concurrency integer[], p_rate_counts integer[],
+  p_rate_seconds double precision[], p_update boolean
+) returns integer
+language sql volatile
+as $$
+  with written as (
+    insert into :SCHEMA._zodworker_limits as limits (
+      name, concurrency, rate_count, rate_seconds,
+      declared_concurrency, declared_rate_count, declared_rate_seconds
+    )
+    select given.name, given.concurrency, given.rate_count, given.rate_seconds,
+      given.concurrency, given.rate_count, given.rate_seconds
+    from unnest(p_names, p_concurrency, p_rate_counts, p_rate_seconds)
+      as given(name, concurrency, rate_count, rate_seconds)
+    on conflict (name) do update
+    set declared_concurrency = excluded.declared_concurrency,
+      declared_rate_count = excluded.declared_rate_count,
+      declared_rate_seconds = excluded.declared_rate_seconds,
+      concurrency = case when limits.overridden then limits.concurrency
+        else excluded.concurrency end,
+      rate_count = case when limits.overridden then limits.rate_count
+        else excluded.rate_count end,
+      rate_seconds = case when limits.overridden then limits.rate_seconds
+        else excluded.rate_seconds end,
+      updated_at = now()
+    where p_update
+      and (limits.declared_concurrency, limits.declared_rate_count, limits.declared_rate_seconds)
+      is distinct from
+      (excluded.declared_concurrency, excluded.declared_rate_count, excluded.declared_rate_seconds)
+    returning 1
+  )
+  select count(*)::integer from written
+$$;
+
 -- How many more jobs of (limit, key) may start at "at": the free concurrency slots and the
 -- starts left in the rate window (at - rate_seconds, at], whichever is fewer. A limit
 -- without a row or without numbers only orders its keys fairly (room without bound).
