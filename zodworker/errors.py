@@ -16,6 +16,8 @@
     ├── WorkerError                         a worker pool stopped on an unrecoverable error
     ├── PermanentFailure                    raised by a handler: fail the job, never retry
     │   └── JobCancelled                    an operator cancelled the job while it ran
+    ├── Snooze                              raised by a handler: run it again later, no
+    │                                       attempt used, no error recorded
     ├── JobTimeout (also TimeoutError)      the task's ``timeout`` passed; the job retries
     ├── MigrationError                      the schema cannot be brought to our revision
     │   ├── IncompatibleSchemaError         a newer *breaking* revision is installed (exit 57)
@@ -57,6 +59,7 @@ __all__ = [
     "PayloadEncodeError",
     "PayloadValidationError",
     "PermanentFailure",
+    "Snooze",
     "TaskLoadError",
     "UnknownOptionError",
     "UnsupportedRevisionError",
@@ -120,6 +123,23 @@ class WorkerError(ZodworkerError):
 class PermanentFailure(ZodworkerError):
     """Raise it from a handler to fail the job for good: its attempts are used up at once,
     so it stays in the table with this message as last_error and is not retried."""
+
+
+class Snooze(ZodworkerError):
+    """Raise it from a handler to say "not yet": the job runs again ``seconds`` from now
+    without using up an attempt and without an error recorded. It keeps its place rules:
+    its named queue is released meanwhile (as after a retry's failure), and when it runs
+    again it is subject to its queue and limits as any job."""
+
+    def __init__(self, seconds: float) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < 10**9
+        ):
+            raise JobSpecError("seconds", f"is {seconds!r}; pass a number of seconds >= 0")
+        super().__init__(f"snoozed for {seconds}s")
+        self.seconds = float(seconds)
 
 
 class JobCancelled(PermanentFailure):

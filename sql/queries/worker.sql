@@ -128,6 +128,25 @@ update :SCHEMA._private_job_queues as job_queues
 set locked_by = null, locked_at = null
 where job_queues.id = any(%(queue_ids)s::int[]) and job_queues.locked_by = %(owner)s::text;
 
+-- name: snooze_jobs
+-- A handler said "not yet" (zodworker.errors.Snooze): run each job again its seconds from
+-- now, giving back the attempt the fetch counted; no error is recorded. Fenced and
+-- releasing queues as complete_locked_jobs. Parameters: ids, seconds (one each),
+-- queue_ids, owner.
+with snoozed as (
+  update :SCHEMA._private_jobs as jobs
+  set run_at = now() + make_interval(secs => later.seconds),
+      attempts = greatest(0, jobs.attempts - 1),
+      locked_by = null,
+      locked_at = null,
+      updated_at = now()
+  from unnest(%(ids)s::bigint[], %(seconds)s::float8[]) as later(id, seconds)
+  where jobs.id = later.id and jobs.locked_by = %(owner)s::text
+)
+update :SCHEMA._private_job_queues as job_queues
+set locked_by = null, locked_at = null
+where job_queues.id = any(%(queue_ids)s::int[]) and job_queues.locked_by = %(owner)s::text;
+
 -- name: return_unknown_jobs
 -- After a fetch whose answer was lost with its connection (it may have committed): give back
 -- the jobs locked under the lease (owner) that the pool does not know about, attempt

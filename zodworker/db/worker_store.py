@@ -201,6 +201,16 @@ class WorkerStore:
         params = {"failures": encoded, "queue_ids": queue_ids, "owner": owner}
         await self._written("fail_jobs", params, owner, [failure.id for failure in failures])
 
+    async def snooze(
+        self, owner: str, snoozes: list[tuple[int, float]], queue_ids: list[int]
+    ) -> None:
+        """Put jobs still locked by ``owner`` back to run ``seconds`` from now, giving back
+        the attempt their fetch counted and recording no error; release their queues."""
+        ids = [job_id for job_id, _ in snoozes]
+        seconds = [wait for _, wait in snoozes]
+        params = {"ids": ids, "seconds": seconds, "queue_ids": queue_ids, "owner": owner}
+        await self._written("snooze_jobs", params, owner, ids)
+
     async def return_jobs(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Unlock jobs fetched under ``owner`` but never started (or aborted), giving back
         their attempt; release their queues."""

@@ -3,10 +3,11 @@
 :meth:`Completer.report` is the second half of "run, then report": a success is queued for
 ``complete``, a failure becomes a :class:`~zodworker.db.worker_store.Failure` (with the
 replacement payload of a partly failed batch, and ``permanent`` for ``PermanentFailure``)
-queued for ``fail``; the job events and the failure log line go out here. Jobs fetched but
-never started are queued for ``return_jobs`` (:meth:`Completer.give_back`).
+queued for ``fail``, a :class:`~zodworker.errors.Snooze` is queued for ``snooze`` (run again
+later, attempt kept); the job events and the log lines go out here. Jobs fetched but never
+started are queued for ``return_jobs`` (:meth:`Completer.give_back`).
 
-Each of the three writes has a :class:`Batcher`: one write in flight at a time, the next one
+Each of the four writes has a :class:`Batcher`: one write in flight at a time, the next one
 carrying everything that arrived meanwhile (after the configured delay). A failed write keeps
 its items and is retried with backoff, so results survive a database restart. The completer
 is handed the three writes as plain functions taking the *owner* (the lease a job was
@@ -27,7 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ..db.worker_store import Failure
-from ..errors import PermanentFailure
+from ..errors import PermanentFailure, Snooze
 from ..events import EventName
 from ..job import Job
 from .executor import Outcome
@@ -41,6 +42,8 @@ Write = Callable[[str, list[int], list[int]], Awaitable[None]]
 """``write(owner, job_ids, queue_ids)``."""
 WriteFailures = Callable[[str, list[Failure], list[int]], Awaitable[None]]
 """``fail(owner, failures, queue_ids)``."""
+WriteSnoozes = Callable[[str, list[tuple[int, float]], list[int]], Awaitable[None]]
+"""``snooze(owner, [(job_id, seconds)], queue_ids)``."""
 
 
 class Batcher(Generic[T]):
@@ -138,6 +141,7 @@ class Completer:
         complete: Write,
         fail: WriteFailures,
         return_jobs: Write,
+        snooze: WriteSnoozes,
         complete_delay: float,
         fail_delay: float,
         on_written: Callable[[], None],
@@ -147,6 +151,7 @@ class Completer:
         log_jobs: bool = True,
     ) -> None:
         self._complete, self._fail, self._return = complete, fail, return_jobs
+        self._snooze = snooze
         self._completions: Batcher[Job] = Batcher(
             self._write_completions, complete_delay, on_written
         )
@@ -154,6 +159,9 @@ class Completer:
             self._write_failures, fail_delay, on_written
         )
         self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, on_written)
+        self._snoozes: Batcher[tuple[Job, float]] = Batcher(
+            self._write_snoozes, complete_delay, on_written
+        )
         self._emit = emit
         self._wants = wants
         self._logger = logger
@@ -172,6 +180,11 @@ class Completer:
         for owner, failed in _by_owner([job for job, _ in items]):
             await self._fail(owner, [failures[job.id] for job in failed], _queues(failed))
 
+    async def _write_snoozes(self, items: list[tuple[Job, float]]) -> None:
+        seconds = {job.id: wait for job, wait in items}
+        for owner, later in _by_owner([job for job, _ in items]):
+            await self._snooze(owner, [(job.id, seconds[job.id]) for job in later], _queues(later))
+
     async def _write_returns(self, jobs: list[Job]) -> None:
         for owner, back in _by_owner(jobs):
             await self._return(owner, [job.id for job in back], _queues(back))
@@ -188,6 +201,9 @@ class Completer:
             self._log.success(job, duration)
             if self._wants("job:success"):
                 self._emit("job:success", job=job, duration=duration)
+        elif isinstance(error, Snooze):  # not an outcome of the attempt: it is given back
+            self._snoozes.add((job, error.seconds))
+            self._log.snoozed(job, error.seconds, duration)
         else:
             self._report_failure(result, error)
         if self._wants("job:complete"):
@@ -214,6 +230,7 @@ class Completer:
         ids = {job.id for job in self._completions.pending()}
         ids.update(job.id for job, _ in self._failures.pending())
         ids.update(job.id for job in self._returns.pending())
+        ids.update(job.id for job, _ in self._snoozes.pending())
         return ids
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -224,7 +241,7 @@ class Completer:
             task_status.started()
 
     def _batchers(self) -> tuple[Batcher[Any], ...]:
-        return (self._completions, self._failures, self._returns)
+        return (self._completions, self._failures, self._returns, self._snoozes)
 
     @property
     def idle(self) -> bool:

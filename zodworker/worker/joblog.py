@@ -28,12 +28,12 @@ import os
 import traceback
 from typing import Final, Literal
 
-from ..errors import JobCancelled, JobTimeout, PermanentFailure
+from ..errors import JobCancelled, JobTimeout, PermanentFailure, Snooze
 from ..job import Job
 
 __all__ = ["MAX_ERROR_CHARS", "JobLog", "OutcomeName", "encode_error", "failure_text", "outcome"]
 
-OutcomeName = Literal["success", "retry", "failed", "timeout", "cancelled"]
+OutcomeName = Literal["success", "retry", "failed", "timeout", "cancelled", "snoozed"]
 MAX_ERROR_CHARS: Final = 16_000
 _CUT: Final = "\n  ...\n"
 
@@ -62,6 +62,8 @@ def outcome(job: Job, error: BaseException | None) -> OutcomeName:
     """What a run of ``job`` that ended with ``error`` (None: success) amounts to."""
     if error is None:
         return "success"
+    if isinstance(error, Snooze):
+        return "snoozed"
     if isinstance(error, JobCancelled):
         return "cancelled"
     if isinstance(error, JobTimeout):
@@ -91,6 +93,20 @@ class JobLog:
                 job.max_attempts,
                 duration * 1000,
                 extra=_fields(job, duration, "success"),
+            )
+
+    def snoozed(self, job: Job, seconds: float, duration: float) -> None:
+        """The INFO line of a snooze (when success lines are enabled)."""
+        if self._success and self._logger.isEnabledFor(logging.INFO):
+            self._logger.info(
+                "job %s (%s) attempt %d/%d snoozed for %.3gs after %.2f ms (attempt kept)",
+                job.id,
+                job.task_identifier,
+                job.attempts - 1,
+                job.max_attempts,
+                seconds,
+                duration * 1000,
+                extra=_fields(job, duration, "snoozed"),
             )
 
     def failure(self, job: Job, error: BaseException, duration: float, name: OutcomeName) -> None:

@@ -138,6 +138,7 @@ class WorkerPool:
             complete=store.complete,
             fail=store.fail,
             return_jobs=store.return_jobs,
+            snooze=store.snooze,
             complete_delay=opts.complete_job_batch_delay,
             fail_delay=opts.fail_job_batch_delay,
             on_written=self._nudge,
