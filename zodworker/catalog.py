@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Final, Generic, TypedDict, TypeVar, overload
+
+import msgspec
 
 from .codec import PayloadCodec
 from .errors import CatalogError, PayloadValidationError, UnknownOptionError
@@ -84,11 +86,24 @@ class TaskDef(Generic[P]):
     limit_key: str | Callable[[P], object] | None = None
     identifier: str = ""
     codec: PayloadCodec[P] = _UNSET
+    template: JobSpec = field(init=False, repr=False, compare=False)
+    """The task's job with its defaults (no payload): each job is a copy of it, which
+    costs a fifth of building one field by field."""
 
     def __post_init__(self) -> None:
         if self.codec is _UNSET:
             object.__setattr__(self, "codec", PayloadCodec(self.payload))
         check_key_mode(self.job_key_mode)
+        queue, key = self.queue_name, self.job_key
+        template = JobSpec(
+            identifier=self.identifier,
+            queue_name=None if callable(queue) else queue,
+            max_attempts=self.max_attempts,
+            job_key=None if callable(key) else key,
+            priority=self.priority,
+            flags=self.flags,
+        )
+        object.__setattr__(self, "template", template)
         object.__setattr__(self, "limits", check_limits(self.limits, "limits"))
         check_concurrency(self.concurrency_limit, "concurrency_limit")
         if self.rate_limit is not None:
@@ -270,19 +285,21 @@ def _resolve(catalog: TaskCatalog, task: object) -> TaskDef[Any]:
     return catalog.resolve(task)
 
 
+_replace: Final = msgspec.structs.replace
+
+
 def _job(spec: TaskDef[Any], valid: Any, payload: Any) -> JobSpec:
     """The job for a validated payload with the task's defaults (only queue_name and
     job_key may be callables of the payload; the rest are values)."""
     queue, key = spec.queue_name, spec.job_key
-    return JobSpec(
-        identifier=spec.identifier,
-        payload=payload,
-        queue_name=queue(valid) if callable(queue) else queue,
-        max_attempts=spec.max_attempts,
-        job_key=key(valid) if callable(key) else key,
-        priority=spec.priority,
-        flags=spec.flags,
-    )
+    if callable(queue) or callable(key):
+        return _replace(
+            spec.template,
+            payload=payload,
+            queue_name=queue(valid) if callable(queue) else queue,
+            job_key=key(valid) if callable(key) else key,
+        )
+    return _replace(spec.template, payload=payload)
 
 
 Built = tuple[JobSpec, JobKeyMode | None, tuple[Limit, ...]]
@@ -313,8 +330,12 @@ def build_specs(catalog: TaskCatalog, items: Sequence[tuple[object, Any]]) -> li
                 [items[i][1] for i in indices], task=spec.identifier
             )
             mode, limits = spec.job_key_mode, spec.limits
-            for i, one, payload in zip(indices, valid, payloads, strict=True):
-                built[i] = (_job(spec, one, payload), mode, _bound(limits, one))
+            if limits:
+                for i, one, payload in zip(indices, valid, payloads, strict=True):
+                    built[i] = (_job(spec, one, payload), mode, _bound(limits, one))
+            else:  # the common case: no per-item work for limits
+                for i, one, payload in zip(indices, valid, payloads, strict=True):
+                    built[i] = (_job(spec, one, payload), mode, ())
     except PayloadValidationError:
         for (_, payload), spec in zip(items, specs, strict=True):  # the first one's error
             spec.codec.validate(payload, task=spec.identifier)

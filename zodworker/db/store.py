@@ -63,7 +63,10 @@ class Store(AsyncRunner):
             priority=priority,
             flags=flags,
         )
-        return await self.add_spec(target, spec, job_key_mode, limits=limits)
+        if limits:
+            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
+            return await self._run(target, plan, atomic=True)
+        return await self._run(target, plans.plan_add_job(spec, job_key_mode))
 
     async def add_spec(
         self,
@@ -179,7 +182,10 @@ class SyncStore(SyncRunner):
             priority=priority,
             flags=flags,
         )
-        return self.add_spec(target, spec, job_key_mode, limits=limits)
+        if limits:
+            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
+            return self._run(target, plan, atomic=True)
+        return self._run(target, plans.plan_add_job(spec, job_key_mode))
 
     def add_spec(
         self,
