@@ -269,6 +269,10 @@ class LocalQueue:
             # results still being written hold their queues; look again after
             await self._results_written()
             return False
+        if self._wake.is_set():
+            # written or added while the fetch ran (a queue or a limit slot freed after its
+            # snapshot): look again
+            return False
         self._on_finished()
         return True
 
