@@ -187,8 +187,10 @@ begin
   for v_key in
     select keys.limit_name, keys.limit_key
     from :SCHEMA._zodworker_limit_keys as keys
-    -- work due now (a hint from the loop's snapshot; rechecked below), probed key by key
-    -- (as a semi-join the planner would read every limited job)
+    left join :SCHEMA._zodworker_limits as limits on limits.name = keys.limit_name
+    -- work due now, probed key by key (as a semi-join the planner would read every limited
+    -- job); this and the room below are hints from the loop's snapshot, so that keys that
+    -- are full or idle are neither locked nor counted again: room is rechecked once locked
     cross join lateral (
       select 1
       from :SCHEMA._zodworker_limited_jobs as limited
@@ -198,6 +200,19 @@ begin
         and jobs.run_at <= coalesce(p_at, now())
       limit 1
     ) as due
+    where (
+      limits.concurrency is null or limits.concurrency > (
+        select count(*) from :SCHEMA._zodworker_limit_slots as slots
+        where slots.limit_name = keys.limit_name and slots.limit_key = keys.limit_key
+      )
+    ) and (
+      limits.rate_count is null or limits.rate_count > (
+        select count(*) from :SCHEMA._zodworker_limit_starts as starts
+        where starts.limit_name = keys.limit_name and starts.limit_key = keys.limit_key
+          and starts.started_at
+            > coalesce(p_at, now()) - make_interval(secs => limits.rate_seconds)
+      )
+    )
     order by keys.served_at nulls first, keys.limit_name, keys.limit_key
     for update of keys skip locked
   loop
