@@ -148,3 +148,90 @@ def _room(
         count, per = rate
         room = min(room, count - sum(1 for t in starts[key] if t > clock - per))
     return max(room, 0)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    per_tenant=st.integers(0, 3),
+    shared=st.one_of(
+        st.tuples(st.just("concurrency"), st.integers(0, 4)),
+        st.tuples(st.just("rate"), st.integers(1, 4)),
+    ),
+    jobs_per_key=st.lists(st.integers(0, 5), min_size=1, max_size=3),
+    ops=st.lists(st.one_of(fetch_op, finish_op), min_size=1, max_size=20),
+)
+def test_a_job_under_two_limits_starts_only_when_both_have_room(
+    sync_conn: psycopg.Connection[Any],
+    per_tenant: int,
+    shared: tuple[str, int],
+    jobs_per_key: list[int],
+    ops: list[tuple[str, int, int]],
+) -> None:
+    """Per-tenant concurrency (the job's first limit: its turn) and one shared limit over
+    every tenant (a concurrency or a rate of 1 s): after every fetch neither is exceeded,
+    and a fetch that got fewer jobs than asked left no waiting job that both had room for."""
+    conn = sync_conn
+    task_id = _reset(conn)
+    kind, amount_shared = shared
+    tenant = Limit("tenant", concurrency=per_tenant, key=lambda p: p["k"])
+    if kind == "concurrency":
+        api = Limit("api", concurrency=amount_shared)
+    else:
+        api = Limit("api", rate=Rate(amount_shared, per=1.0))
+    specs = [
+        JobSpec(identifier="limited", payload={"k": f"k{k}"})
+        for k, n in enumerate(jobs_per_key)
+        for _ in range(n)
+    ]
+    if specs:
+        SyncStore().add_jobs(conn, specs, limits=[[tenant, api]] * len(specs))
+    base = datetime.now(UTC) + timedelta(seconds=5)
+    waiting = {f"k{k}": n for k, n in enumerate(jobs_per_key)}
+    running: dict[str, set[int]] = defaultdict(set)
+    starts: list[int] = []
+    key_of: dict[int, str] = {}
+    clock = 0
+    fetch = (
+        "select id, payload->>'k' from graphile_worker._zodworker_get_limited_jobs"
+        "(%s, %s, '{}', %s, %s)"
+    )
+    release = sqlfiles.query("release_limited", SCHEMA)
+    for op, amount, step in ops:
+        clock += step
+        if op == "fetch":
+            rows = conn.execute(
+                fetch, (POOL, [task_id], amount, base + timedelta(milliseconds=clock))
+            )
+            for job_id, key in rows.fetchall() if rows else []:
+                running[key].add(job_id)
+                starts.append(clock)
+                key_of[job_id] = key
+                waiting[key] -= 1
+                amount -= 1
+            all_running = sum(len(ids) for ids in running.values())
+            in_window = sum(1 for t in starts if t > clock - 1000)
+            assert all(len(ids) <= per_tenant for ids in running.values())
+            if kind == "concurrency":
+                assert all_running <= amount_shared
+                shared_room = amount_shared - all_running
+            else:
+                assert in_window <= amount_shared
+                shared_room = amount_shared - in_window
+            if amount > 0:  # fewer than asked: nothing left that both limits allow
+                tenants_with_room = [
+                    key for key, n in waiting.items() if n > 0 and len(running[key]) < per_tenant
+                ]
+                assert shared_room <= 0 or not tenants_with_room, (shared_room, tenants_with_room)
+        else:
+            done = sorted(key_of)[:amount]
+            if done:
+                conn.execute(
+                    "delete from graphile_worker._private_jobs where id = any(%s)", (done,)
+                )
+                conn.execute(release, {"ids": done, "owner": POOL})
+                for job_id in done:
+                    running[key_of.pop(job_id)].discard(job_id)
