@@ -154,13 +154,98 @@ begin
 end;
 $$;
 
+-- Take up to p_most jobs of (p_name, p_key), whose row the caller has locked and found room
+-- for: by priority, run_at, id; each only while every other limit it is under has room (its
+-- key row locked first, SKIP LOCKED) and its named queue is free. Locks each job as
+-- get_jobs does (attempts + 1, locked_by) and records a slot per limit and a start per
+-- rate-limited limit at p_at.
+create function :SCHEMA._zodworker_take_limited(
+  p_pool_id text, p_task_ids integer[], p_forbidden text[], p_name text, p_key text,
+  p_most integer, p_at timestamptz
+) returns setof :SCHEMA._private_jobs
+language plpgsql volatile
+set plan_cache_mode = force_generic_plan  -- index lookups: no need to plan each call
+as $$
+declare
+  v_job record;
+  v_other record;
+  v_row :SCHEMA._private_jobs;
+  v_taken integer := 0;
+  v_ok boolean;
+begin
+  for v_job in
+    select jobs.id, jobs.job_queue_id
+    from :SCHEMA._zodworker_limited_jobs as limited
+    inner join :SCHEMA._private_jobs as jobs on jobs.id = limited.job_id
+    where limited.limit_name = p_name and limited.limit_key = p_key
+      and limited.position = 0
+      and jobs.is_available = true
+      and jobs.run_at <= p_at
+      and jobs.task_id = any(p_task_ids)
+      and jobs.flags ? 'zw:limited'
+      and ((jobs.flags ?| p_forbidden) is not true)
+    order by limited.priority, limited.run_at, limited.job_id
+    limit p_most * 2 + 2
+    for update of jobs skip locked
+  loop
+    exit when v_taken >= p_most;
+    v_ok := true;
+    for v_other in
+      select limited.limit_name, limited.limit_key
+      from :SCHEMA._zodworker_limited_jobs as limited
+      where limited.job_id = v_job.id and limited.position > 0
+      order by limited.position
+    loop
+      perform 1 from :SCHEMA._zodworker_limit_keys as keys
+      where keys.limit_name = v_other.limit_name and keys.limit_key = v_other.limit_key
+      for update skip locked;
+      if not found
+        or :SCHEMA._zodworker_limit_room(v_other.limit_name, v_other.limit_key, p_at) <= 0
+      then
+        v_ok := false;
+        exit;
+      end if;
+    end loop;
+    continue when not v_ok;
+    if v_job.job_queue_id is not null then
+      perform 1 from :SCHEMA._private_job_queues as job_queues
+      where job_queues.id = v_job.job_queue_id and job_queues.is_available = true
+      for update skip locked;
+      continue when not found;
+      update :SCHEMA._private_job_queues as job_queues
+      set locked_by = p_pool_id, locked_at = p_at
+      where job_queues.id = v_job.job_queue_id;
+    end if;
+    update :SCHEMA._private_jobs as jobs
+    set attempts = jobs.attempts + 1, locked_by = p_pool_id, locked_at = p_at
+    where jobs.id = v_job.id
+    returning jobs.* into v_row;
+    insert into :SCHEMA._zodworker_limit_slots (job_id, limit_name, limit_key, owner, started_at)
+    select limited.job_id, limited.limit_name, limited.limit_key, p_pool_id, p_at
+    from :SCHEMA._zodworker_limited_jobs as limited
+    where limited.job_id = v_job.id
+    on conflict (job_id, limit_name) do update
+    set owner = excluded.owner, started_at = excluded.started_at,
+      limit_key = excluded.limit_key;
+    insert into :SCHEMA._zodworker_limit_starts (limit_name, limit_key, started_at)
+    select limited.limit_name, limited.limit_key, p_at
+    from :SCHEMA._zodworker_limited_jobs as limited
+    inner join :SCHEMA._zodworker_limits as limits on limits.name = limited.limit_name
+    where limited.job_id = v_job.id and limits.rate_count is not null;
+    v_taken := v_taken + 1;
+    return next v_row;
+  end loop;
+  return;
+end;
+$$;
+
 -- Lock up to p_n limited jobs for the pool p_pool_id (its lease must be live), as get_jobs
--- does for unlimited ones (attempts + 1, locked_by, one job per named queue), taking keys
--- least recently served first and each key's jobs by priority, run_at, id; a job is taken
--- only while every limit it is under has room. For each job taken, a slot per limit and a
--- start per rate-limited limit are recorded at the same moment. p_at fixes the clock (tests);
--- null reads it after each key's lock is taken, so recorded starts are in order. A fetch
--- that got all it asked for tells the other pools ("zodworker:limits") there may be more.
+-- does for unlimited ones, in two rounds: first one job from each key with work and room,
+-- least recently served first (round robin: n idle slots go to n keys), then the keys
+-- served in the first round, in the same order, take what room is left. p_at fixes the
+-- clock (tests); null reads it after each key's lock is taken, so recorded starts are in
+-- order. A fetch that got all it asked for tells the other pools ("zodworker:limits")
+-- there may be more.
 create function :SCHEMA._zodworker_get_limited_jobs(
   p_pool_id text, p_task_ids integer[], p_forbidden text[], p_n integer, p_at timestamptz
 ) returns setof :SCHEMA._private_jobs
@@ -169,14 +254,14 @@ set plan_cache_mode = force_generic_plan  -- index lookups: no need to plan each
 as $$
 declare
   v_key record;
-  v_job record;
-  v_other record;
   v_row :SCHEMA._private_jobs;
   v_at timestamptz;
   v_room integer;
+  v_got integer;
   v_taken integer := 0;
-  v_served boolean;
-  v_ok boolean;
+  v_names text[] := '{}';
+  v_keys text[] := '{}';
+  v_next integer := 1;
 begin
   if p_n <= 0 or not exists (
     select 1 from :SCHEMA._zodworker_pools as pools
@@ -220,76 +305,40 @@ begin
     v_at := coalesce(p_at, clock_timestamp());
     v_room := :SCHEMA._zodworker_limit_room(v_key.limit_name, v_key.limit_key, v_at);
     continue when v_room <= 0;
-    v_served := false;
-    for v_job in
-      select jobs.id, jobs.job_queue_id
-      from :SCHEMA._zodworker_limited_jobs as limited
-      inner join :SCHEMA._private_jobs as jobs on jobs.id = limited.job_id
-      where limited.limit_name = v_key.limit_name and limited.limit_key = v_key.limit_key
-        and limited.position = 0
-        and jobs.is_available = true
-        and jobs.run_at <= v_at
-        and jobs.task_id = any(p_task_ids)
-        and jobs.flags ? 'zw:limited'
-        and ((jobs.flags ?| p_forbidden) is not true)
-      order by limited.priority, limited.run_at, limited.job_id
-      limit least(v_room, p_n - v_taken) * 2 + 2
-      for update of jobs skip locked
+    v_got := 0;
+    for v_row in
+      select * from :SCHEMA._zodworker_take_limited(
+        p_pool_id, p_task_ids, p_forbidden, v_key.limit_name, v_key.limit_key, 1, v_at
+      )
     loop
-      exit when v_room <= 0 or v_taken >= p_n;
-      v_ok := true;
-      for v_other in
-        select limited.limit_name, limited.limit_key
-        from :SCHEMA._zodworker_limited_jobs as limited
-        where limited.job_id = v_job.id and limited.position > 0
-        order by limited.position
-      loop
-        perform 1 from :SCHEMA._zodworker_limit_keys as keys
-        where keys.limit_name = v_other.limit_name and keys.limit_key = v_other.limit_key
-        for update skip locked;
-        if not found
-          or :SCHEMA._zodworker_limit_room(v_other.limit_name, v_other.limit_key, v_at) <= 0
-        then
-          v_ok := false;
-          exit;
-        end if;
-      end loop;
-      continue when not v_ok;
-      if v_job.job_queue_id is not null then
-        perform 1 from :SCHEMA._private_job_queues as job_queues
-        where job_queues.id = v_job.job_queue_id and job_queues.is_available = true
-        for update skip locked;
-        continue when not found;
-        update :SCHEMA._private_job_queues as job_queues
-        set locked_by = p_pool_id, locked_at = v_at
-        where job_queues.id = v_job.job_queue_id;
-      end if;
-      update :SCHEMA._private_jobs as jobs
-      set attempts = jobs.attempts + 1, locked_by = p_pool_id, locked_at = v_at
-      where jobs.id = v_job.id
-      returning jobs.* into v_row;
-      insert into :SCHEMA._zodworker_limit_slots (job_id, limit_name, limit_key, owner, started_at)
-      select limited.job_id, limited.limit_name, limited.limit_key, p_pool_id, v_at
-      from :SCHEMA._zodworker_limited_jobs as limited
-      where limited.job_id = v_job.id
-      on conflict (job_id, limit_name) do update
-      set owner = excluded.owner, started_at = excluded.started_at,
-        limit_key = excluded.limit_key;
-      insert into :SCHEMA._zodworker_limit_starts (limit_name, limit_key, started_at)
-      select limited.limit_name, limited.limit_key, v_at
-      from :SCHEMA._zodworker_limited_jobs as limited
-      inner join :SCHEMA._zodworker_limits as limits on limits.name = limited.limit_name
-      where limited.job_id = v_job.id and limits.rate_count is not null;
-      v_taken := v_taken + 1;
-      v_room := v_room - 1;
-      v_served := true;
+      v_got := v_got + 1;
       return next v_row;
     end loop;
-    if v_served then
-      update :SCHEMA._zodworker_limit_keys as keys
-      set served_at = v_at
-      where keys.limit_name = v_key.limit_name and keys.limit_key = v_key.limit_key;
+    continue when v_got = 0;
+    v_taken := v_taken + v_got;
+    update :SCHEMA._zodworker_limit_keys as keys
+    set served_at = v_at
+    where keys.limit_name = v_key.limit_name and keys.limit_key = v_key.limit_key;
+    if v_room > v_got then
+      v_names := v_names || v_key.limit_name;
+      v_keys := v_keys || v_key.limit_key;
     end if;
+  end loop;
+  while v_taken < p_n and v_next <= coalesce(array_length(v_names, 1), 0) loop
+    v_at := coalesce(p_at, clock_timestamp());
+    v_room := :SCHEMA._zodworker_limit_room(v_names[v_next], v_keys[v_next], v_at);
+    if v_room > 0 then
+      for v_row in
+        select * from :SCHEMA._zodworker_take_limited(
+          p_pool_id, p_task_ids, p_forbidden, v_names[v_next], v_keys[v_next],
+          least(v_room, p_n - v_taken), v_at
+        )
+      loop
+        v_taken := v_taken + 1;
+        return next v_row;
+      end loop;
+    end if;
+    v_next := v_next + 1;
   end loop;
   if v_taken >= p_n then
     -- filled: other pools with idle slots may find more

@@ -48,6 +48,23 @@ def _reset(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+FETCH = (
+    "select id, payload->>'k' from graphile_worker._zodworker_get_limited_jobs"
+    "(%s, %s, '{}', %s, %s)"
+)
+
+
+def _fetch(conn: psycopg.Connection[Any], task_id: int, n: int, at: datetime) -> list[Any]:
+    """The limited fetch of the test pool at the clock ``at``: (job id, key) rows."""
+    return conn.execute(FETCH, (POOL, [task_id], n, at)).fetchall()
+
+
+def _finish(conn: psycopg.Connection[Any], done: list[int]) -> None:
+    """The test pool completes ``done``: their rows go, their slots are freed."""
+    conn.execute("delete from graphile_worker._private_jobs where id = any(%s)", (done,))
+    conn.execute(sqlfiles.query("release_limited", SCHEMA), {"ids": done, "owner": POOL})
+
+
 @pytest.fixture
 def sync_conn(db_url: str) -> Any:
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -93,18 +110,13 @@ def test_limited_fetch_respects_and_fills_every_limit(
     starts: dict[str, list[int]] = defaultdict(list)
     key_of: dict[int, str] = {}
     clock = 0
-    fetch = (
-        "select id, payload->>'k' from graphile_worker._zodworker_get_limited_jobs"
-        "(%s, %s, '{}', %s, %s)"
-    )
-    release = sqlfiles.query("release_limited", SCHEMA)
     for op, amount, step in ops:
         clock += step
         at = base + timedelta(milliseconds=clock)
         if op == "fetch":
             room = {key: _room(key, clock, concurrency, rate, running, starts) for key in waiting}
             expected = min(amount, sum(min(room[k], waiting[k]) for k in waiting))
-            rows = conn.execute(fetch, (POOL, [task_id], amount, at)).fetchall()
+            rows = _fetch(conn, task_id, amount, at)
             assert len(rows) == expected, (room, waiting, rows)
             taken: dict[str, int] = defaultdict(int)
             for job_id, key in rows:
@@ -123,8 +135,7 @@ def test_limited_fetch_respects_and_fills_every_limit(
             done = sorted(key_of)[:amount]
             if not done:
                 continue
-            conn.execute("delete from graphile_worker._private_jobs where id = any(%s)", (done,))
-            conn.execute(release, {"ids": done, "owner": POOL})
+            _finish(conn, done)
             for job_id in done:
                 running[key_of.pop(job_id)].discard(job_id)
         slots = conn.execute(
@@ -195,18 +206,10 @@ def test_a_job_under_two_limits_starts_only_when_both_have_room(
     starts: list[int] = []
     key_of: dict[int, str] = {}
     clock = 0
-    fetch = (
-        "select id, payload->>'k' from graphile_worker._zodworker_get_limited_jobs"
-        "(%s, %s, '{}', %s, %s)"
-    )
-    release = sqlfiles.query("release_limited", SCHEMA)
     for op, amount, step in ops:
         clock += step
         if op == "fetch":
-            rows = conn.execute(
-                fetch, (POOL, [task_id], amount, base + timedelta(milliseconds=clock))
-            )
-            for job_id, key in rows.fetchall() if rows else []:
+            for job_id, key in _fetch(conn, task_id, amount, base + timedelta(milliseconds=clock)):
                 running[key].add(job_id)
                 starts.append(clock)
                 key_of[job_id] = key
@@ -229,9 +232,27 @@ def test_a_job_under_two_limits_starts_only_when_both_have_room(
         else:
             done = sorted(key_of)[:amount]
             if done:
-                conn.execute(
-                    "delete from graphile_worker._private_jobs where id = any(%s)", (done,)
-                )
-                conn.execute(release, {"ids": done, "owner": POOL})
+                _finish(conn, done)
                 for job_id in done:
                     running[key_of.pop(job_id)].discard(job_id)
+
+
+def test_one_fetch_serves_keys_round_robin_before_giving_any_a_second_job(
+    sync_conn: psycopg.Connection[Any],
+) -> None:
+    conn = sync_conn
+    task_id = _reset(conn)
+    tenant = Limit("tenant", key=lambda p: p["k"])  # no cap: only the turns
+    counts = {"a": 10, "b": 2, "c": 2, "d": 1}
+    specs = [
+        JobSpec(identifier="limited", payload={"k": k}) for k, n in counts.items() for _ in range(n)
+    ]
+    SyncStore().add_jobs(conn, specs, limits=[[tenant]] * len(specs))
+    at = datetime.now(UTC) + timedelta(seconds=5)
+
+    def take(n: int) -> list[str]:
+        return [key for _, key in _fetch(conn, task_id, n, at)]
+
+    assert take(4) == ["a", "b", "c", "d"]  # four idle slots: four tenants, one each
+    # d has nothing left; the others' turn comes round again, then a takes the rest
+    assert take(6) == ["a", "b", "c", "a", "a", "a"]
