@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import textwrap
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,48 +19,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.limitapp import most_at_once, prepare_limit_app
 from tests.support.procapp import scalar, sql, start_cli_worker, stop_gracefully
 from tests.support.procs import Proc, Procs, poll_until
 from zodworker import JobSpec, Limit, Rate, SyncStore
-
-APP = textwrap.dedent(
-    """
-    import asyncio
-
-    RECORD = (
-        "insert into limited_runs (job_id, key, locked_at, created_at) values (%s, %s, %s, %s)"
-        " returning id"
-    )
-    FINISH = "update limited_runs set finished_at = clock_timestamp() where id = %s"
-
-
-    async def limited(payload, helpers):
-        job = helpers.job
-        rows = await helpers.query(RECORD, (job.id, payload["k"], job.locked_at, job.created_at))
-        await asyncio.sleep(payload.get("sleep", 0))
-        await helpers.query(FINISH, (rows[0][0],))
-
-
-    TASKS = {"limited": limited}
-    """
-)
-
-TABLE = """
-create table limited_runs (
-  id bigserial primary key,
-  job_id bigint not null,
-  key text not null,
-  locked_at timestamptz not null,
-  created_at timestamptz not null,
-  started_at timestamptz not null default clock_timestamp(),
-  finished_at timestamptz
-);
-"""
-
-
-def _prepare(url: str, tmp_path: Path) -> None:
-    sql(url, TABLE)
-    (tmp_path / "limitapp.py").write_text(APP)
 
 
 def _add(url: str, specs: list[JobSpec], limit: Limit) -> None:
@@ -92,7 +53,7 @@ def _worker(procs: Procs, url: str, concurrency: int) -> Proc:
 def test_three_processes_hold_the_limit_per_key_over_20_keys_and_keep_the_slots_busy(
     db_url: str, tmp_path: Path, procs: Procs, per_key: int, jobs: int
 ) -> None:
-    _prepare(db_url, tmp_path)
+    prepare_limit_app(db_url, tmp_path)
     workers = [_worker(procs, db_url, 10) for _ in range(3)]
     sleep, keys = 0.5, 20
     limit = Limit("per-key", concurrency=per_key, key=lambda p: p["k"])
@@ -106,20 +67,14 @@ def test_three_processes_hold_the_limit_per_key_over_20_keys_and_keep_the_slots_
         assert stop_gracefully(worker) == 0
     runs = sql(db_url, "select key, started_at, finished_at, job_id from limited_runs")
     assert len({job_id for *_, job_id in runs}) == jobs  # each job once
-    by_key: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    by_key: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for key, started, finished, _ in runs:
-        by_key[key] += [(started.timestamp(), 1), (finished.timestamp(), -1)]
-    most = 0
-    for edges in by_key.values():
-        running = 0
-        for _, step in sorted(edges):  # an end before a start at the same instant
-            running += step
-            most = max(most, running)
+        by_key[key].append((started.timestamp(), finished.timestamp()))
+    most = max(most_at_once(spans) for spans in by_key.values())
     assert most <= per_key
     gaps = []  # per key, from one job's end to the next one's start
-    for key in by_key:
-        spans = sorted((s.timestamp(), f.timestamp()) for k, s, f, _ in runs if k == key)
-        gaps += [b[0] - a[1] for a, b in itertools.pairwise(spans)]
+    for spans in by_key.values():
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(sorted(spans))]
     gaps.sort()
     first = min(started for _, started, _, _ in runs)
     last = max(finished for _, _, finished, _ in runs)
@@ -138,7 +93,7 @@ def test_three_processes_hold_the_limit_per_key_over_20_keys_and_keep_the_slots_
 def test_a_rate_limit_of_20_a_second_over_1000_jobs_holds_in_every_window(
     db_url: str, tmp_path: Path, procs: Procs
 ) -> None:
-    _prepare(db_url, tmp_path)
+    prepare_limit_app(db_url, tmp_path)
     workers = [_worker(procs, db_url, 10) for _ in range(2)]
     api = Limit("api", rate=Rate(20, per=1.0))
     _add(db_url, [JobSpec(identifier="limited", payload={"k": "api"}) for _ in range(1_000)], api)
@@ -164,7 +119,7 @@ def test_a_rate_limit_of_20_a_second_over_1000_jobs_holds_in_every_window(
 def test_a_small_tenant_starts_within_2s_behind_a_50000_job_backlog(
     db_url: str, tmp_path: Path, procs: Procs
 ) -> None:
-    _prepare(db_url, tmp_path)
+    prepare_limit_app(db_url, tmp_path)
     tenant = Limit("tenant", key=lambda p: p["k"])  # no cap: tenants served in turn
     big = [JobSpec(identifier="limited", payload={"k": "A", "sleep": 0.02}) for _ in range(50_000)]
     _add(db_url, big, tenant)

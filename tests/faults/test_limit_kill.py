@@ -9,43 +9,15 @@ finishes exactly once.
 
 from __future__ import annotations
 
-import textwrap
 from collections import defaultdict
 from pathlib import Path
 
 import psycopg
 
+from tests.support.limitapp import most_at_once, prepare_limit_app
 from tests.support.procapp import scalar, sql
 from tests.support.procs import Proc, Procs, poll_until
 from zodworker import JobSpec, Limit, SyncStore
-
-APP = textwrap.dedent(
-    """
-    import asyncio
-
-    START = "insert into runs (job_id, key) values (%s, %s) returning id"
-    FINISH = "update runs set finished_at = clock_timestamp() where id = %s"
-
-
-    async def limited(payload, helpers):
-        rows = await helpers.query(START, (helpers.job.id, payload["k"]))
-        await asyncio.sleep(0.4)
-        await helpers.query(FINISH, (rows[0][0],))
-
-
-    TASKS = {"limited": limited}
-    """
-)
-
-TABLE = """
-create table runs (
-  id bigserial primary key,
-  job_id bigint not null,
-  key text not null,
-  started_at timestamptz not null default clock_timestamp(),
-  finished_at timestamptz
-);
-"""
 
 JOBS = 36
 PER_KEY = 2
@@ -61,15 +33,18 @@ def _worker(procs: Procs, url: str) -> Proc:
 def test_a_killed_worker_frees_its_slots_with_its_lease_and_nothing_runs_twice(
     db_url: str, tmp_path: Path, procs: Procs
 ) -> None:
-    sql(db_url, TABLE)
-    (tmp_path / "limitapp.py").write_text(APP)
+    prepare_limit_app(db_url, tmp_path)
     limit = Limit("per-key", concurrency=PER_KEY, key=lambda p: p["k"])
-    specs = [JobSpec(identifier="limited", payload={"k": f"k{n % 3}"}) for n in range(JOBS)]
+    specs = [
+        JobSpec(identifier="limited", payload={"k": f"k{n % 3}", "sleep": 0.4}) for n in range(JOBS)
+    ]
     with psycopg.connect(db_url, autocommit=True) as conn:
         SyncStore().add_jobs(conn, specs, limits=[[limit]] * JOBS)
     doomed = _worker(procs, db_url)
     poll_until(
-        lambda: int(scalar(db_url, "select count(*) from runs where finished_at is null")) >= 3,
+        lambda: (
+            int(scalar(db_url, "select count(*) from limited_runs where finished_at is null")) >= 3
+        ),
         within=30,
         what="the first worker holding slots",
     )
@@ -82,7 +57,8 @@ def test_a_killed_worker_frees_its_slots_with_its_lease_and_nothing_runs_twice(
         lambda: (
             int(
                 scalar(
-                    db_url, "select count(distinct job_id) from runs where finished_at is not null"
+                    db_url,
+                    "select count(distinct job_id) from limited_runs where finished_at is not null",
                 )
             )
             == JOBS
@@ -92,20 +68,15 @@ def test_a_killed_worker_frees_its_slots_with_its_lease_and_nothing_runs_twice(
     )
     survivor.kill()
     finished = sql(
-        db_url, "select job_id, count(*) from runs where finished_at is not null group by 1"
+        db_url, "select job_id, count(*) from limited_runs where finished_at is not null group by 1"
     )
     assert all(count == 1 for _, count in finished) and len(finished) == JOBS
-    interrupted = int(scalar(db_url, "select count(*) from runs where finished_at is null"))
+    interrupted = int(scalar(db_url, "select count(*) from limited_runs where finished_at is null"))
     assert interrupted >= 3  # those runs were cut by the kill and ran again
-    edges: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for key, started, ended in sql(db_url, "select key, started_at, finished_at from runs"):
-        end = ended if ended is not None else killed_at
-        edges[key] += [(started.timestamp(), 1), (end.timestamp(), -1)]
-    most = 0
-    for key_edges in edges.values():
-        running = 0
-        for _, step in sorted(key_edges):
-            running += step
-            most = max(most, running)
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for key, started, ended in sql(db_url, "select key, started_at, finished_at from limited_runs"):
+        end = ended if ended is not None else killed_at  # a killed run stopped at the kill
+        spans[key].append((started.timestamp(), end.timestamp()))
+    most = max(most_at_once(key_spans) for key_spans in spans.values())
     assert most <= PER_KEY
     assert int(scalar(db_url, "select count(*) from graphile_worker._zodworker_limit_slots")) == 0
