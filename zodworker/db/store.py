@@ -27,6 +27,27 @@ from .runner import AsyncRunner, SyncRunner
 __all__ = ["Store", "SyncStore"]
 
 
+def _adding(
+    spec: JobSpec, job_key_mode: JobKeyMode | None, limits: Sequence[Limit] | None
+) -> tuple[plans.Plan[Job], bool]:
+    """The plan adding one job, and whether its statements must be one transaction (a
+    limited job never exists without its limits)."""
+    if limits:
+        return limit_plans.plan_add_limited(spec, job_key_mode, limits), True
+    return plans.plan_add_job(spec, job_key_mode), False
+
+
+def _adding_many(
+    specs: Sequence[JobSpec],
+    preserve_run_at: bool,
+    limits: Sequence[Sequence[Limit] | None] | None,
+) -> tuple[plans.Plan[Sequence[Job]], bool]:
+    """:func:`_adding` for a batch (``limits[i]`` for ``specs[i]``)."""
+    if limits is not None and any(limits):
+        return limit_plans.plan_add_many_limited(specs, preserve_run_at, limits), True
+    return plans.plan_add_jobs(specs, preserve_run_at), False
+
+
 class Store(AsyncRunner):
     """Job operations on one graphile-worker schema (default ``graphile_worker``), for
     asyncio code."""
@@ -63,10 +84,8 @@ class Store(AsyncRunner):
             priority=priority,
             flags=flags,
         )
-        if limits:
-            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
-            return await self._run(target, plan, atomic=True)
-        return await self._run(target, plans.plan_add_job(spec, job_key_mode))
+        plan, atomic = _adding(spec, job_key_mode, limits)
+        return await self._run(target, plan, atomic=atomic)
 
     async def add_spec(
         self,
@@ -77,10 +96,8 @@ class Store(AsyncRunner):
         limits: Sequence[Limit] | None = None,
     ) -> Job:
         """:meth:`add_job` for a ready-made :class:`JobSpec`."""
-        if limits:
-            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
-            return await self._run(target, plan, atomic=True)
-        return await self._run(target, plans.plan_add_job(spec, job_key_mode))
+        plan, atomic = _adding(spec, job_key_mode, limits)
+        return await self._run(target, plan, atomic=atomic)
 
     async def add_jobs(
         self,
@@ -96,10 +113,8 @@ class Store(AsyncRunner):
         ``job_key_preserve_run_at`` is true (``unsafe_dedupe`` is single-job only).
         ``limits[i]``: the limits ``specs[i]`` is under (None: none).
         """
-        if limits is not None and any(limits):
-            plan = limit_plans.plan_add_many_limited(specs, job_key_preserve_run_at, limits)
-            return await self._run(target, plan, atomic=True)
-        return await self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
+        many, atomic = _adding_many(specs, job_key_preserve_run_at, limits)
+        return await self._run(target, many, atomic=atomic)
 
     async def declare_limits(self, target: AsyncTarget, limits: Sequence[Limit]) -> None:
         """Write the numbers code declares for ``limits``; a number an operator set
@@ -182,10 +197,8 @@ class SyncStore(SyncRunner):
             priority=priority,
             flags=flags,
         )
-        if limits:
-            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
-            return self._run(target, plan, atomic=True)
-        return self._run(target, plans.plan_add_job(spec, job_key_mode))
+        plan, atomic = _adding(spec, job_key_mode, limits)
+        return self._run(target, plan, atomic=atomic)
 
     def add_spec(
         self,
@@ -196,10 +209,8 @@ class SyncStore(SyncRunner):
         limits: Sequence[Limit] | None = None,
     ) -> Job:
         """:meth:`add_job` for a ready-made :class:`JobSpec`."""
-        if limits:
-            plan = limit_plans.plan_add_limited(spec, job_key_mode, limits)
-            return self._run(target, plan, atomic=True)
-        return self._run(target, plans.plan_add_job(spec, job_key_mode))
+        plan, atomic = _adding(spec, job_key_mode, limits)
+        return self._run(target, plan, atomic=atomic)
 
     def add_jobs(
         self,
@@ -210,10 +221,8 @@ class SyncStore(SyncRunner):
         limits: Sequence[Sequence[Limit] | None] | None = None,
     ) -> Sequence[Job]:
         """Add many jobs in one statement (see :meth:`Store.add_jobs`)."""
-        if limits is not None and any(limits):
-            plan = limit_plans.plan_add_many_limited(specs, job_key_preserve_run_at, limits)
-            return self._run(target, plan, atomic=True)
-        return self._run(target, plans.plan_add_jobs(specs, job_key_preserve_run_at))
+        many, atomic = _adding_many(specs, job_key_preserve_run_at, limits)
+        return self._run(target, many, atomic=atomic)
 
     def declare_limits(self, target: SyncTarget, limits: Sequence[Limit]) -> None:
         """Write declared numbers (see :meth:`Store.declare_limits`)."""
