@@ -122,9 +122,11 @@ def check_rate(rate: object, field: str) -> None:
     count, per = rate.count, rate.per
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _INT_MAX:
         raise JobSpecError(f"{field}.count", f"is {count!r}; pass a whole number of starts >= 1")
-    if isinstance(per, bool) or not isinstance(per, (int, float)) or not math.isfinite(per):
-        raise JobSpecError(f"{field}.per", f"is {per!r}; pass a number of seconds > 0")
-    if per <= 0:
+    if (
+        isinstance(per, bool)
+        or not isinstance(per, (int, float))
+        or not (math.isfinite(per) and per > 0)
+    ):
         raise JobSpecError(f"{field}.per", f"is {per!r}; pass a number of seconds > 0")
 
 

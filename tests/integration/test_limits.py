@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.support.dbtools import wait_until
+from tests.support.limitapp import most_at_once
 from tests.support.pools import pool_options
 from zodworker import JobHelpers, JobSpec, Limit, Rate, Store, WorkerPool
 from zodworker.admin import Admin
@@ -33,16 +34,6 @@ async def _count(conn: psycopg.AsyncConnection[Any], query: str, *params: object
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _max_overlap(spans: list[tuple[float, float]]) -> int:
-    """The most spans open at one moment (an end at t closes before a start at t)."""
-    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    most = open_now = 0
-    for _, step in edges:
-        open_now += step
-        most = max(most, open_now)
-    return most
 
 
 async def test_concurrency_per_key_holds_across_pools(db_url: str) -> None:
@@ -74,8 +65,8 @@ async def test_concurrency_per_key_holds_across_pools(db_url: str) -> None:
                 await pool.stop()
         assert sum(len(s) for s in spans.values()) == 80
         for key, key_spans in spans.items():
-            assert _max_overlap(key_spans) <= 2, key
-        assert max(_max_overlap(s) for s in spans.values()) == 2  # the limit was reached
+            assert most_at_once(key_spans) <= 2, key
+        assert max(most_at_once(s) for s in spans.values()) == 2  # the limit was reached
         # everything was released: no slot, no limited row left behind
         assert (
             await _count(conn, "select count(*) from graphile_worker._zodworker_limit_slots") == 0
