@@ -4,7 +4,8 @@ zodworker shares its database schema with graphile-worker (revision 20), so Pyth
 Node workers can run each other's jobs. The public names, in four tiers:
 
 * **typed client**: declare tasks in a :class:`TaskCatalog`, enqueue and run them with
-  :class:`ZodWorker` (recurring tasks, cleanup, a metrics reporter);
+  :class:`ZodWorker` (recurring tasks, cleanup, a metrics reporter), await their typed
+  results through a :class:`JobHandle`;
 * **worker**: run plain handlers with :func:`run` / :func:`run_once` / :class:`WorkerPool`;
 * **database**: add jobs in your own transaction with :class:`Store` / :class:`SyncStore`,
   under concurrency and rate limits (:class:`Limit`, :class:`Rate`), install the schema
@@ -13,7 +14,8 @@ Node workers can run each other's jobs. The public names, in four tiers:
 
 The house, bottom up: the vocabulary (``job``, ``limits``, ``errors``, ``events``, ``config``,
 ``lifecycle``), ``db/`` (the only user of psycopg), ``worker/``, ``cron/`` and ``embedded/``,
-then the face (``catalog``, ``typed``, ``tracing``, ``client``, ``service``, ``cli/``).
+then the face (``taskdef``, ``catalog``, ``typed``, ``tracing``, ``results``, ``producer``,
+``client``, ``service``, ``cli/``, ``web/``).
 """
 
 from .catalog import NOT_GIVEN, EnqueueOptions, NotGiven, PayloadCodec, TaskCatalog, TaskDef, task
@@ -38,15 +40,19 @@ from .errors import (
     EmbeddedUnavailable,
     IncompatibleSchemaError,
     JobCancelled,
+    JobFailed,
     JobKeyModeError,
     JobSpecError,
     JobTimeout,
     LifecycleError,
     MigrationError,
+    OutputValidationError,
     PackageError,
     PayloadEncodeError,
     PayloadValidationError,
     PermanentFailure,
+    ResultTimeout,
+    ResultUnavailable,
     Snooze,
     TaskLoadError,
     UnknownOptionError,
@@ -58,6 +64,7 @@ from .errors import (
 from .events import Event, EventName, Events
 from .job import DEFAULT_SCHEMA, Job, JobKeyMode, JobSpec
 from .limits import LIMITED_FLAG, Limit, Rate
+from .results import JobHandle
 from .service import resolve_connection, run, run_once
 from .settings import Settings, load_settings
 from .worker import (
@@ -76,6 +83,7 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "Cleanup",
     "CronTick",
     "EnqueueOptions",
+    "JobHandle",
     "NotGiven",
     "PayloadCodec",
     "Recurring",
@@ -128,15 +136,19 @@ __all__ = [  # noqa: RUF022 (grouped by tier, each group sorted; see tests/unit/
     "EmbeddedUnavailable",
     "IncompatibleSchemaError",
     "JobCancelled",
+    "JobFailed",
     "JobKeyModeError",
     "JobSpecError",
     "JobTimeout",
     "LifecycleError",
     "MigrationError",
+    "OutputValidationError",
     "PackageError",
     "PayloadEncodeError",
     "PayloadValidationError",
     "PermanentFailure",
+    "ResultTimeout",
+    "ResultUnavailable",
     "Snooze",
     "TaskLoadError",
     "UnknownOptionError",

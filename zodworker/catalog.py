@@ -29,18 +29,18 @@ with an invalid payload gets the error the first invalid item would get from
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Final, Generic, TypedDict, TypeVar, overload
+from typing import Any, ClassVar, Final, TypedDict, TypeVar, overload
 
 import msgspec
 
 from .codec import PayloadCodec
 from .errors import CatalogError, PayloadValidationError, UnknownOptionError
-from .job import JobKeyMode, JobSpec, check_key_mode
-from .limits import Limit, Rate, check_concurrency, check_limits, check_rate
+from .job import JobKeyMode, JobSpec
+from .limits import Limit, check_limits
+from .taskdef import TaskDef, task
 
 __all__ = [
     "NOT_GIVEN",
@@ -55,127 +55,6 @@ __all__ = [
 ]
 
 P = TypeVar("P")
-
-TaskHandler = Callable[[P, Any], Any]
-"""``handler(payload, helpers)``: async or plain; gets the validated payload object."""
-
-
-_UNSET: Any = object()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskDef(Generic[P]):
-    """One task: its payload type, its handler and its default job options.
-
-    ``queue_name`` and ``job_key`` may be callables of the validated payload. ``identifier``
-    is filled in when the task is placed in a catalog (the attribute or keyword name)."""
-
-    payload: type[P]
-    handler: TaskHandler[P] | None = None
-    queue_name: str | Callable[[P], str] | None = None
-    job_key: str | Callable[[P], str] | None = None
-    job_key_mode: JobKeyMode | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
-    flags: Sequence[str] | None = None
-    timeout: float | None = None
-    limits: tuple[Limit, ...] = ()
-    """The limits its jobs are under (:mod:`zodworker.limits`); the first orders them."""
-    concurrency_limit: int | None = None
-    rate_limit: Rate | None = None
-    limit_key: str | Callable[[P], object] | None = None
-    identifier: str = ""
-    codec: PayloadCodec[P] = _UNSET
-    template: JobSpec = field(init=False, repr=False, compare=False)
-    """The task's job with its defaults (no payload): each job is a copy of it, which
-    costs a fifth of building one field by field."""
-
-    def __post_init__(self) -> None:
-        if self.codec is _UNSET:
-            object.__setattr__(self, "codec", PayloadCodec(self.payload))
-        check_key_mode(self.job_key_mode)
-        queue, key = self.queue_name, self.job_key
-        template = JobSpec(
-            identifier=self.identifier,
-            queue_name=None if callable(queue) else queue,
-            max_attempts=self.max_attempts,
-            job_key=None if callable(key) else key,
-            priority=self.priority,
-            flags=self.flags,
-        )
-        object.__setattr__(self, "template", template)
-        object.__setattr__(self, "limits", check_limits(self.limits, "limits"))
-        check_concurrency(self.concurrency_limit, "concurrency_limit")
-        if self.rate_limit is not None:
-            check_rate(self.rate_limit, "rate_limit")
-
-    def named(self, identifier: str) -> TaskDef[P]:
-        """This task under ``identifier``; ``concurrency_limit`` / ``rate_limit`` become
-        its own limit, ``task:<identifier>``, first among its limits."""
-        if self.concurrency_limit is None and self.rate_limit is None:
-            return replace(self, identifier=identifier)
-        own = Limit(
-            f"task:{identifier}",
-            concurrency=self.concurrency_limit,
-            rate=self.rate_limit,
-            key=self.limit_key,
-        )
-        others = tuple(limit for limit in self.limits if limit.name != own.name)
-        return replace(
-            self,
-            identifier=identifier,
-            limits=check_limits((own, *others), f"{identifier}.limits"),
-            concurrency_limit=None,
-            rate_limit=None,
-            limit_key=None,
-        )
-
-    def __call__(self, payload: P, /) -> P:
-        """``payload`` validated against this task's payload type (raises
-        :class:`~zodworker.errors.PayloadValidationError`). Being callable with the payload
-        type is also what lets mypy name the expected model when ``client.enqueue`` gets a
-        payload of the wrong type."""
-        return self.codec.validate(payload, task=self.identifier)
-
-
-def task(
-    payload: type[P],
-    handler: TaskHandler[P] | None = None,
-    *,
-    queue_name: str | Callable[[P], str] | None = None,
-    job_key: str | Callable[[P], str] | None = None,
-    job_key_mode: JobKeyMode | None = None,
-    priority: int | None = None,
-    max_attempts: int | None = None,
-    flags: Sequence[str] | None = None,
-    timeout: float | None = None,
-    limits: Sequence[Limit] = (),
-    concurrency_limit: int | None = None,
-    rate_limit: Rate | None = None,
-    limit_key: str | Callable[[P], object] | None = None,
-) -> TaskDef[P]:
-    """Declare a task (see :class:`TaskDef`). ``handler`` may be left out for tasks this
-    process only enqueues.
-
-    Flow control (:mod:`zodworker.limits`): ``concurrency_limit`` (jobs at once) and
-    ``rate_limit`` (starts per window) make the task's own limit, per ``limit_key`` (a
-    string or a callable of the payload; None: one for all); ``limits`` adds named limits
-    shared with other tasks."""
-    return TaskDef(
-        payload=payload,
-        handler=handler,
-        queue_name=queue_name,
-        job_key=job_key,
-        job_key_mode=job_key_mode,
-        priority=priority,
-        max_attempts=max_attempts,
-        flags=flags,
-        timeout=timeout,
-        limits=tuple(limits),
-        concurrency_limit=concurrency_limit,
-        rate_limit=rate_limit,
-        limit_key=limit_key,
-    )
 
 
 class TaskCatalog(Mapping[str, TaskDef[Any]]):
@@ -316,11 +195,11 @@ def build_specs(catalog: TaskCatalog, items: Sequence[tuple[object, Any]]) -> li
     looked_up: dict[object, TaskDef[Any]] = {}  # by name, or by id of a TaskDef
     groups: dict[str, tuple[TaskDef[Any], list[int]]] = {}
     specs: list[TaskDef[Any]] = []
-    for index, (task, _) in enumerate(items):
-        by = task if isinstance(task, str) else id(task)
+    for index, (wanted, _) in enumerate(items):
+        by = wanted if isinstance(wanted, str) else id(wanted)
         spec = looked_up.get(by)
         if spec is None:
-            spec = looked_up[by] = _resolve(catalog, task)
+            spec = looked_up[by] = _resolve(catalog, wanted)
         specs.append(spec)
         groups.setdefault(spec.identifier, (spec, []))[1].append(index)
     built: list[Built] = [None] * len(items)  # type: ignore[list-item]

@@ -10,11 +10,11 @@
     await client.dequeue("job_run:EXECUTE_JOB:run_1")
     await client.stop()
 
-Every enqueue goes through one path: :func:`~zodworker.catalog.build_spec` (look the task up,
-validate the payload, overlay the call's options on the task's defaults), then the producer
-store on ``tx`` (the caller's open transaction: the job exists only if the caller commits) or
-on the client's connection pool. The client holds no SQL and runs no loops: running jobs,
-cron and housekeeping are the :class:`~zodworker.service.Service` it starts.
+Enqueueing, dequeueing and waiting for results are the :class:`~zodworker.producer.Producer`
+half (one path from a task and a payload to a job; handles and ``result()``). The client
+holds no SQL and runs no loops: running jobs, cron and housekeeping are the
+:class:`~zodworker.service.Service` it starts; awaited results are the
+:class:`~zodworker.results.ResultWaiter` it starts on first use.
 
 Lifecycle: ``new --initialize()--> running --stop()--> stopped``. ``initialize()`` twice is
 fine, so is ``stop()`` before ``initialize()`` or twice; a stopped client cannot be started
@@ -27,21 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import housekeeping
-from .catalog import EnqueueOptions, TaskCatalog, TaskDef, build_spec, build_specs
+from .catalog import TaskCatalog
 from .config import Cleanup, MetricsOptions, Reporter, WorkerOptions
 from .cron import CronJob, Recurring, check_recurring
-from .db.connect import Database, conninfo_of
+from .db.connect import Database, conninfo_from_env, conninfo_of
 from .db.migrate import migrate_target
+from .db.results import RESULTS_CHANNEL, ResultStore, SyncResultStore
 from .db.rows import AsyncTarget
 from .db.store import Store, SyncStore
 from .errors import ConfigError, LifecycleError, UsageError
 from .housekeeping import housekeeping_loops, report_failures
-from .job import DEFAULT_SCHEMA, Job
+from .job import DEFAULT_SCHEMA
 from .observe import Observer
+from .producer import Producer
+from .results import Results, ResultWaiter
 from .service import Service, resolve_connection
 from .tracing import Tracing
 from .typed import InvalidPayloadPolicy, catalog_task, check_policy, recurring_task
@@ -49,16 +52,20 @@ from .worker.pool import WorkerPool
 from .worker.tasks import Task
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["ZodWorker"]
 
-P = TypeVar("P")
+
+def _positive(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(name, "must be a positive number of seconds")
+    return float(value)
 
 
-class ZodWorker:
-    """Enqueues catalog tasks with validated payloads and runs their handlers."""
+class ZodWorker(Producer):
+    """Enqueues catalog tasks with validated payloads, runs their handlers, and hands out
+    their results."""
 
     def __init__(
         self,
@@ -77,6 +84,7 @@ class ZodWorker:
         metrics_interval: float = 60.0,
         metrics: MetricsOptions | None = None,
         tracing: bool = False,
+        result_poll_interval: float = 1.0,
         worker_options: WorkerOptions | None = None,
         **worker_overrides: Any,
     ) -> None:
@@ -90,12 +98,12 @@ class ZodWorker:
         ``cleanup``: delete permanently failed jobs periodically. ``reporter(event, props)``:
         receives ``"metrics"`` every ``metrics_interval`` seconds and ``"job:failed"``.
         ``metrics``: Prometheus/OpenTelemetry metrics, health endpoints. ``tracing``: spans
-        (:mod:`zodworker.tracing`). Other keywords are :class:`WorkerOptions` fields."""
+        (:mod:`zodworker.tracing`). ``result_poll_interval``: how often awaited results are
+        polled for besides NOTIFY. Other keywords are :class:`WorkerOptions` fields
+        (``history=True`` keeps every task's results)."""
         if not isinstance(catalog, TaskCatalog):
             raise ConfigError("catalog", "must be a TaskCatalog")
         check_policy(invalid_payload)
-        if not (isinstance(metrics_interval, (int, float)) and metrics_interval > 0):
-            raise ConfigError("metrics_interval", "must be a positive number of seconds")
         self.name = name
         self.catalog = catalog
         self.logger = logging.getLogger(f"zodworker.client.{name}")
@@ -115,12 +123,20 @@ class ZodWorker:
         self._recurring = check_recurring(recurring_tasks, set(catalog))
         self._cleanup = cleanup
         self._reporter = reporter
-        self._metrics_interval = float(metrics_interval)
+        self._metrics_interval = _positive(metrics_interval, "metrics_interval")
         self._metrics = metrics
         self._state: Literal["new", "running", "stopped"] = "new"
         self._database: Database | None = None
         self._connections: AsyncConnectionPool[Any] | None = None
         self._service: Service | None = None
+        self._waiter: ResultWaiter | None = None
+        self._results = Results(
+            catalog,
+            waiter=self._result_waiter,
+            sync_states=SyncResultStore(schema).states,
+            conninfo=self._conninfo,
+            poll_interval=_positive(result_poll_interval, "result_poll_interval"),
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -238,8 +254,11 @@ class ZodWorker:
         even when stopping the service raises)."""
         service, self._service = self._service, None
         database, self._database = self._database, None
+        waiter, self._waiter = self._waiter, None
         self._connections = None
         try:
+            if waiter is not None:
+                await waiter.close()
             if service is not None:
                 try:
                     await asyncio.wait_for(asyncio.shield(service.stop()), timeout)
@@ -267,114 +286,6 @@ class ZodWorker:
         """Metrics and health of the running worker (``metrics=``): ``registry``, ``port``."""
         return None if self._service is None else self._service.observer
 
-    # ---------------------------------------------------------------- enqueueing
-
-    @overload
-    async def enqueue(
-        self,
-        task: Callable[[P], P],
-        payload: P,
-        *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
-        **options: Unpack[EnqueueOptions],
-    ) -> Job: ...
-    @overload
-    async def enqueue(
-        self,
-        task: str,
-        payload: Any,
-        *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
-        **options: Unpack[EnqueueOptions],
-    ) -> Job: ...
-    async def enqueue(
-        self,
-        task: Callable[[Any], Any] | str,
-        payload: Any,
-        *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
-        **options: Unpack[EnqueueOptions],
-    ) -> Job:
-        """Validate ``payload`` for ``task`` and add the job; return it.
-
-        ``task`` is a task of the catalog (typed: mypy checks the payload's type, and names
-        the expected model when it does not fit) or its identifier. With ``tx`` the job is
-        added in that connection's transaction."""
-        spec, mode, limits = build_spec(self.catalog, task, payload, options)
-        target = tx if tx is not None else self._require_connections()
-        if self._tracing is None:
-            return await self._store.add_spec(target, spec, mode, limits=limits)
-        with self._tracing.enqueue(spec) as span:
-            job = await self._store.add_spec(target, spec, mode, limits=limits)
-            self._tracing.record_job(span, job)
-            return job
-
-    async def enqueue_many(
-        self,
-        items: Sequence[tuple[TaskDef[Any] | str, Any]],
-        *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
-    ) -> Sequence[Job]:
-        """Validate and add many jobs in one statement (key mode ``replace``, or
-        ``preserve_run_at`` when every keyed task asks for it)."""
-        built = build_specs(self.catalog, items)
-        modes = {mode for spec, mode, _ in built if spec.job_key is not None}
-        if "unsafe_dedupe" in modes or len(modes) > 1:
-            raise ConfigError(
-                "job_key_mode",
-                "enqueue_many adds with one key mode (replace or preserve_run_at); "
-                "enqueue unsafe_dedupe or mixed-mode tasks one by one",
-            )
-        target = tx if tx is not None else self._require_connections()
-        return await self._store.add_jobs(
-            target,
-            [spec for spec, _, _ in built],
-            job_key_preserve_run_at=modes == {"preserve_run_at"},
-            limits=[limits for _, _, limits in built] if self._limited else None,
-        )
-
-    async def dequeue(
-        self, job_key: str, *, tx: psycopg.AsyncConnection[Any] | None = None
-    ) -> Job | None:
-        """Remove the job with ``job_key`` (see :meth:`Store.remove_job`); None if none."""
-        target = tx if tx is not None else self._require_connections()
-        return await self._store.remove_job(target, job_key)
-
-    @overload
-    def enqueue_sync(
-        self,
-        task: Callable[[P], P],
-        payload: P,
-        *,
-        tx: psycopg.Connection[Any],
-        **options: Unpack[EnqueueOptions],
-    ) -> Job: ...
-    @overload
-    def enqueue_sync(
-        self,
-        task: str,
-        payload: Any,
-        *,
-        tx: psycopg.Connection[Any],
-        **options: Unpack[EnqueueOptions],
-    ) -> Job: ...
-    def enqueue_sync(
-        self,
-        task: Callable[[Any], Any] | str,
-        payload: Any,
-        *,
-        tx: psycopg.Connection[Any],
-        **options: Unpack[EnqueueOptions],
-    ) -> Job:
-        """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
-        (committed with it). Takes the same options; needs no :meth:`initialize`."""
-        spec, mode, limits = build_spec(self.catalog, task, payload, options)
-        return self._sync_store.add_spec(tx, spec, mode, limits=limits)
-
-    def dequeue_sync(self, job_key: str, *, tx: psycopg.Connection[Any]) -> Job | None:
-        """:meth:`dequeue` for synchronous code, on the caller's ``Connection``."""
-        return self._sync_store.remove_job(tx, job_key)
-
     async def cleanup_now(self, cleanup: Cleanup) -> int:
         """Delete up to ``cleanup.max_count`` permanently failed jobs older than
         ``cleanup.ttl`` seconds (through ``complete_jobs``); return how many."""
@@ -393,6 +304,26 @@ class ZodWorker:
                 f"{self.name}: call `await client.initialize()` first, or pass tx=<connection>"
             )
         return self._connections
+
+    def _result_waiter(self) -> ResultWaiter:
+        """The one waiter of this client (one LISTEN connection), made on first use."""
+        if self._waiter is None:
+            connections = self._require_connections()
+            database = self._database or Database(conninfo_of(connections), schema=self._schema)
+            states = ResultStore(self._schema).states
+            self._waiter = ResultWaiter(
+                listen=lambda: database.listen([RESULTS_CHANNEL]),
+                states=lambda ids: states(connections, ids),
+                poll_interval=self._results.poll_interval,
+                logger=self.logger,
+            )
+        return self._waiter
+
+    def _conninfo(self) -> str | None:
+        if self._database is not None:
+            return self._database.conninfo
+        given = None if self._given_pool is None else conninfo_of(self._given_pool)
+        return conninfo_from_env(self._database_url or given)
 
     def _require_database(self) -> Database:
         if self._database is None:

@@ -110,6 +110,13 @@ class WorkerOptions:
     0 turns it off."""
     log_jobs: bool = True
     """Log an INFO line per successful job (failures are always logged, with traceback)."""
+    history: bool = False
+    """Keep the results of every task this pool runs (a history row per finished job);
+    otherwise only of tasks that ask (``task(..., output=...)``, ``history=True``)."""
+    history_retention: float | None = 7 * 86_400.0
+    """Prune history rows older than this many seconds (None: keep them by age)."""
+    history_max_rows: int | None = None
+    """Prune all but the newest this many history rows (None: no count limit)."""
     migrate: bool = True
     """Install/upgrade the schema at start."""
     pool_id: str = field(default_factory=_new_pool_id)
@@ -133,6 +140,13 @@ class WorkerOptions:
             )
         _seconds(self, "graceful_shutdown_abort_timeout", low=0.0)
         _seconds(self, "heartbeat_interval", low=0.01)
+        kept = self.history_retention
+        if kept is not None and (isinstance(kept, bool) or not isinstance(kept, (int, float))):
+            raise ConfigError("history_retention", f"is {kept!r}; expected seconds or None")
+        if kept is not None and not kept >= 1:
+            raise ConfigError("history_retention", f"is {kept!r}; expected at least 1 second")
+        if self.history_max_rows is not None:
+            _int(self, "history_max_rows", 0, 10**12)
         _seconds(self, "recovery_timeout", low=0.03)
         if self.unserved_warning_interval != 0:
             _seconds(self, "unserved_warning_interval", low=0.01)

@@ -15,10 +15,16 @@
     ├── TaskLoadError                       task handlers cannot be loaded (file, identifier)
     ├── WorkerError                         a worker pool stopped on an unrecoverable error
     ├── PermanentFailure                    raised by a handler: fail the job, never retry
-    │   └── JobCancelled                    an operator cancelled the job while it ran
+    │   ├── JobCancelled                    an operator cancelled the job while it ran
+    │   └── OutputValidationError           a handler returned what its task's output
+    │                                       type does not accept (names the field)
     ├── Snooze                              raised by a handler: run it again later, no
     │                                       attempt used, no error recorded
     ├── JobTimeout (also TimeoutError)      the task's ``timeout`` passed; the job retries
+    ├── JobFailed                           a job whose result was awaited failed for good or
+    │                                       was cancelled: last error, attempts
+    ├── ResultTimeout (also TimeoutError)   waiting for a result took too long (job untouched)
+    ├── ResultUnavailable (LookupError)     the job is gone and left no result row
     ├── MigrationError                      the schema cannot be brought to our revision
     │   ├── IncompatibleSchemaError         a newer *breaking* revision is installed (exit 57)
     │   └── UnsupportedRevisionError        a revision too old for us to upgrade in place
@@ -50,15 +56,19 @@ __all__ = [
     "EmbeddedUnavailable",
     "IncompatibleSchemaError",
     "JobCancelled",
+    "JobFailed",
     "JobKeyModeError",
     "JobSpecError",
     "JobTimeout",
     "LifecycleError",
     "MigrationError",
+    "OutputValidationError",
     "PackageError",
     "PayloadEncodeError",
     "PayloadValidationError",
     "PermanentFailure",
+    "ResultTimeout",
+    "ResultUnavailable",
     "Snooze",
     "TaskLoadError",
     "UnknownOptionError",
@@ -152,6 +162,57 @@ class JobTimeout(ZodworkerError, TimeoutError):
     or abandoned with its abort signal (sync); the job retries like any failure."""
 
 
+class OutputValidationError(PermanentFailure):
+    """A handler returned a value its task's ``output`` type does not accept; the job fails
+    for good (running it again would repeat its effects). ``field`` is ``output.<path>``."""
+
+    def __init__(self, task: str, field: str, message: str) -> None:
+        name = f"output.{field}" if field != "output" else field
+        super().__init__(f"invalid output of task {task!r}: {name}: {message}")
+        self.task = task
+        self.field = name
+
+
+class JobFailed(ZodworkerError):
+    """A job whose result was awaited failed for good (its attempts used up, or
+    ``PermanentFailure``) or was cancelled. ``outcome`` is ``"failed"`` or ``"cancelled"``;
+    ``last_error`` is the job's last error and ``attempts`` how many it made."""
+
+    def __init__(
+        self, job_id: int, outcome: str, last_error: str | None, attempts: int | None
+    ) -> None:
+        super().__init__(
+            f"job {job_id} {outcome} after {attempts} attempt(s): {last_error or 'no error'}"
+        )
+        self.job_id = job_id
+        self.outcome = outcome
+        self.last_error = last_error
+        self.attempts = attempts
+
+
+class ResultTimeout(ZodworkerError, TimeoutError):
+    """Waiting for a job's result took longer than the timeout given. The job is left as it
+    is (it may still run); wait again with the same job id."""
+
+    def __init__(self, job_id: int, timeout: float) -> None:
+        super().__init__(f"job {job_id} has no result after {timeout}s; it was left alone")
+        self.job_id = job_id
+
+
+class ResultUnavailable(ZodworkerError, LookupError):
+    """The job is gone and left no result row: its task keeps no results (give it
+    ``output=`` or ``history=True``), it was removed or ran on a Node worker, or its
+    history row was pruned."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            f"job {job_id} is gone and left no result: its task keeps no results (give it "
+            "output= or history=True), it was removed or run by a Node worker, or its "
+            "history row was pruned"
+        )
+        self.job_id = job_id
+
+
 class JobSpecError(ZodworkerError, ValueError):
     """A job specification is invalid. Raised before anything is sent to the database.
 
@@ -178,6 +239,9 @@ class PayloadValidationError(JobSpecError):
         )
         self.task = task
         self.errors = errors
+        self.path = field
+        """The field's path within the payload (``"payload"``: the whole of it)."""
+        self.detail = message
 
 
 class CatalogError(ZodworkerError, LookupError):

@@ -10,6 +10,11 @@ A catalog payload is validated again when the job runs (it may have been added b
 deploy, by Node, or by raw SQL). One that does not fit fails the job permanently with the
 validation message as ``last_error`` (policy ``"fail"``, the default) instead of retrying it
 ``max_attempts`` times; policy ``"retry"`` lets it retry.
+
+A task with an ``output`` type has its handler's return value validated against it and
+encoded as JSON for its history row (:mod:`zodworker.results`); a value that does not fit
+fails the job for good with an :class:`~zodworker.errors.OutputValidationError` naming the
+field. Tasks that keep results (``output`` or ``history``) are marked ``record``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .catalog import TaskDef
+import msgspec
+
+from .catalog import PayloadCodec, TaskDef
 from .cron.recurring import Recurring, decode_tick
-from .errors import ConfigError, PayloadValidationError, PermanentFailure
+from .errors import ConfigError, OutputValidationError, PayloadValidationError, PermanentFailure
 from .tracing import Tracing, strip_trace
 from .worker.helpers import JobHelpers
 from .worker.tasks import Task
@@ -43,26 +50,52 @@ def typed_task(
     *,
     timeout: float | None = None,
     tracing: Tracing | None = None,
+    output: Callable[[Any], Any] | None = None,
+    record: bool = False,
 ) -> Task:
     """A worker task calling ``handler(decode(payload), helpers)``, async or in a thread as
-    the handler is, inside a CONSUMER span when ``tracing`` is given."""
+    the handler is, inside a CONSUMER span when ``tracing`` is given; ``output`` turns the
+    return value into what is kept; ``record`` keeps it (a history row)."""
+    finish: Callable[[Any], Any] = output or _same
     if inspect.iscoroutinefunction(handler):
 
         async def run_async(payload: Any, helpers: JobHelpers) -> Any:
             if tracing is None:
-                return await handler(decode(payload), helpers)
+                return finish(await handler(decode(payload), helpers))
             with tracing.run(helpers.job, payload):
-                return await handler(decode(payload), helpers)
+                return finish(await handler(decode(payload), helpers))
 
-        return Task(run_async, timeout=timeout)
+        return Task(run_async, timeout=timeout, record=record)
 
     def run_sync(payload: Any, helpers: JobHelpers) -> Any:
         if tracing is None:
-            return handler(decode(payload), helpers)
+            return finish(handler(decode(payload), helpers))
         with tracing.run(helpers.job, payload):
-            return handler(decode(payload), helpers)
+            return finish(handler(decode(payload), helpers))
 
-    return Task(run_sync, timeout=timeout)
+    return Task(run_sync, timeout=timeout, record=record)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def output_encoder(codec: PayloadCodec[Any], task: str) -> Callable[[Any], msgspec.Raw]:
+    """Validates a handler's return value against the task's output type and encodes it
+    (``msgspec.Raw``, JSON); raises :class:`OutputValidationError` naming the field."""
+
+    def encode(value: Any) -> msgspec.Raw:
+        try:
+            valid = codec.validate(value, task=task)
+        except PayloadValidationError as exc:
+            field = "output" if exc.path == "payload" else exc.path
+            raise OutputValidationError(task, field, exc.detail) from exc
+        return msgspec.Raw(_encode_json(codec.to_json(valid)))
+
+    return encode
 
 
 def catalog_task(
@@ -81,7 +114,15 @@ def catalog_task(
                 raise PermanentFailure(f"invalid payload: {exc}") from exc
             raise
 
-    return typed_task(handler, decode, timeout=spec.timeout, tracing=tracing)
+    output = None if spec.output_codec is None else output_encoder(spec.output_codec, name)
+    return typed_task(
+        handler,
+        decode,
+        timeout=spec.timeout,
+        tracing=tracing,
+        output=output,
+        record=spec.records,
+    )
 
 
 def recurring_task(entry: Recurring) -> Task:

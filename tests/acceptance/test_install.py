@@ -87,4 +87,4 @@ def test_pip_install_then_migrate_from_outside_the_checkout(
     assert ok.returncode == 0, ok.stdout
     wrong = mypy("sample_wrong_payload.py")
     assert wrong.returncode == 1, wrong.stdout
-    assert "sample_wrong_payload.py:21: error" in wrong.stdout and "StartRun" in wrong.stdout
+    assert "sample_wrong_payload.py:23: error" in wrong.stdout and "StartRun" in wrong.stdout

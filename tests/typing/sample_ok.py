@@ -1,8 +1,10 @@
 """Type-checked by tests/unit/test_typed_handles.py: must pass mypy --strict."""
 
+from typing import Any
+
 from pydantic import BaseModel
 
-from zodworker import Job, TaskCatalog, ZodWorker, task
+from zodworker import JobHandle, TaskCatalog, ZodWorker, task
 
 
 class StartRun(BaseModel):
@@ -13,5 +15,19 @@ class Platform(TaskCatalog):
     startRun = task(StartRun, queue_name="executions")
 
 
-async def enqueue(client: ZodWorker) -> Job:
+async def enqueue(client: ZodWorker) -> JobHandle[Any]:
     return await client.enqueue(Platform.startRun, StartRun(id="run_1"))
+
+
+class Resized(BaseModel):
+    width: int
+
+
+class Media(TaskCatalog):
+    resize = task(StartRun, output=Resized)
+
+
+async def resize(client: ZodWorker) -> int:
+    handle = await client.enqueue(Media.resize, StartRun(id="img_1"))
+    resized = await handle.result(timeout=30)
+    return resized.width  # typed: the task's output type

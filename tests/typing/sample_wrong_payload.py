@@ -1,8 +1,10 @@
 """Type-checked by tests/unit/test_typed_handles.py: mypy must reject the payload."""
 
+from typing import Any
+
 from pydantic import BaseModel
 
-from zodworker import Job, TaskCatalog, ZodWorker, task
+from zodworker import JobHandle, TaskCatalog, ZodWorker, task
 
 
 class StartRun(BaseModel):
@@ -17,5 +19,5 @@ class Platform(TaskCatalog):
     startRun = task(StartRun, queue_name="executions")
 
 
-async def enqueue(client: ZodWorker) -> Job:
+async def enqueue(client: ZodWorker) -> JobHandle[Any]:
     return await client.enqueue(Platform.startRun, SendEmail(to="a@b.c"))  # wrong payload type

@@ -31,7 +31,15 @@ def test_a_matching_payload_type_checks() -> None:
 def test_a_wrong_payload_type_is_reported() -> None:
     out, status = check("sample_wrong_payload.py")
     assert status == 1, out
-    assert "sample_wrong_payload.py:21: error" in out  # the wrong call, and only it
+    assert "sample_wrong_payload.py:23: error" in out  # the wrong call, and only it
     assert "enqueue" in out
     assert out.count(": error") == 1
     assert "StartRun" in out  # the message names the model the task expects
+
+
+def test_a_handle_result_has_the_tasks_output_type() -> None:
+    out, status = check("sample_wrong_output.py")
+    assert status == 1, out
+    assert out.count(": error") == 1
+    assert "sample_wrong_output.py:24: error" in out
+    assert '"Resized" has no attribute "url"' in out

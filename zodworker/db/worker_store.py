@@ -40,12 +40,18 @@ T = TypeVar("T")
 
 class Failure(msgspec.Struct, omit_defaults=True):
     """A job that failed: its id, the error message, and optionally a replacement payload
-    (batch jobs keep only their failed elements); ``permanent`` uses up its attempts."""
+    (batch jobs keep only their failed elements); ``permanent`` uses up its attempts.
+    ``record`` (``"failed"`` or ``"cancelled"``): its task keeps results, so a final
+    failure is written to the history with that outcome, ``attempts`` (made, this one
+    included) and ``duration``."""
 
     id: int
     message: str
     payload: Any = msgspec.UNSET
     permanent: bool = False
+    record: str = ""
+    attempts: int = 0
+    duration: float = 0.0
 
 
 _failures_encoder = msgspec.json.Encoder()
@@ -175,19 +181,26 @@ class WorkerStore:
         """The limits' rare housekeeping (forgets limits of jobs removed by others)."""
         await self._pooled("tidy_limits", {})
 
-    async def _written(self, name: str, params: Params, owner: str, ids: list[int]) -> None:
-        """Write an outcome; for jobs fetched under limits, in the same round trip free
-        their slots (``release_limited``, which tells every pool there is room)."""
+    async def _written(
+        self, name: str, params: Params, owner: str, ids: list[int], *then: tuple[str, Params]
+    ) -> None:
+        """Write an outcome (and the statements ``then``, in the same round trip); for jobs
+        fetched under limits, in that round trip free their slots (``release_limited``,
+        which tells every pool there is room)."""
         limited = self._limited
         mine = [job_id for job_id in ids if job_id in limited] if limited else None
-        if not mine:
+        if not mine and not then:
             await self._pooled(name, params)
             return
-        release = {"ids": mine, "owner": owner}
-        statements = [(self._queries[name], params), (self._queries["release_limited"], release)]
+        statements = [(self._queries[name], params)]
+        statements += [(self._queries[other], values) for other, values in then]
+        if mine:
+            release = {"ids": mine, "owner": owner}
+            statements.append((self._queries["release_limited"], release))
         await self._retried(lambda conn: run_pipelined(conn, statements))
-        limited.difference_update(mine)
-        self.on_limited_written()
+        if mine:
+            limited.difference_update(mine)
+            self.on_limited_written()
 
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""
@@ -199,7 +212,48 @@ class WorkerStore:
         exp(min(attempts, 10)) seconds. Releases their queues."""
         encoded = _failures_encoder.encode(failures).decode()
         params = {"failures": encoded, "queue_ids": queue_ids, "owner": owner}
-        await self._written("fail_jobs", params, owner, [failure.id for failure in failures])
+        ids = [failure.id for failure in failures]
+        kept = [failure for failure in failures if failure.record]
+        if not kept:
+            await self._written("fail_jobs", params, owner, ids)
+            return
+        record = {
+            "ids": [failure.id for failure in kept],
+            "outcomes": [failure.record for failure in kept],
+            "attempts": [failure.attempts for failure in kept],
+            "durations": [failure.duration for failure in kept],
+        }
+        await self._written("fail_jobs", params, owner, ids, ("record_failures", record))
+
+    async def complete_recorded(
+        self, owner: str, done: list[tuple[int, str | None, float]], queue_ids: list[int]
+    ) -> None:
+        """:meth:`complete` for jobs whose task keeps results: ``(id, output JSON text,
+        seconds it ran)`` each; their history rows are written in the same statement and
+        result waiters are told."""
+        ids = [job_id for job_id, _, _ in done]
+        params = {
+            "ids": ids,
+            "outputs": [output for _, output, _ in done],
+            "durations": [duration for _, _, duration in done],
+            "queue_ids": queue_ids,
+            "owner": owner,
+        }
+        await self._written("complete_recorded_jobs", params, owner, ids)
+
+    async def prune_history(self, age: float | None, keep: int | None, batch: int = 10_000) -> int:
+        """Delete history rows older than ``age`` seconds or beyond the newest ``keep``, in
+        statements of ``batch`` rows (each its own short transaction); return how many."""
+        rows = await self._pooled("history_cutoff", {"age": age, "keep": keep})
+        before = rows[0][0] if rows else None
+        pruned = 0
+        while before is not None:
+            rows = await self._pooled("prune_history", {"before": before, "batch": batch})
+            count = int(rows[0][0])
+            pruned += count
+            if count < batch:
+                break
+        return pruned
 
     async def snooze(
         self, owner: str, snoozes: list[tuple[int, float]], queue_ids: list[int]

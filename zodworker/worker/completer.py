@@ -4,10 +4,12 @@
 ``complete``, a failure becomes a :class:`~zodworker.db.worker_store.Failure` (with the
 replacement payload of a partly failed batch, and ``permanent`` for ``PermanentFailure``)
 queued for ``fail``, a :class:`~zodworker.errors.Snooze` is queued for ``snooze`` (run again
-later, attempt kept); the job events and the log lines go out here. Jobs fetched but never
-started are queued for ``return_jobs`` (:meth:`Completer.give_back`).
+later, attempt kept); the job events and the log lines go out here. A success of a task that
+keeps results is queued for ``complete_recorded`` instead (its output goes into the history
+row written with it); a failure of one carries ``record`` (its outcome should it be final).
+Jobs fetched but never started are queued for ``return_jobs`` (:meth:`Completer.give_back`).
 
-Each of the four writes has a :class:`Batcher`: one write in flight at a time, the next one
+Each of the five writes has a :class:`Batcher`: one write in flight at a time, the next one
 carrying everything that arrived meanwhile (after the configured delay). A failed write keeps
 its items and is retried with backoff, so results survive a database restart. The completer
 is handed the three writes as plain functions taking the *owner* (the lease a job was
@@ -28,7 +30,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ..db.worker_store import Failure
-from ..errors import PermanentFailure, Snooze
+from ..errors import JobCancelled, PermanentFailure, Snooze
 from ..events import EventName
 from ..job import Job
 from .executor import Outcome
@@ -44,6 +46,10 @@ WriteFailures = Callable[[str, list[Failure], list[int]], Awaitable[None]]
 """``fail(owner, failures, queue_ids)``."""
 WriteSnoozes = Callable[[str, list[tuple[int, float]], list[int]], Awaitable[None]]
 """``snooze(owner, [(job_id, seconds)], queue_ids)``."""
+Recorded = tuple[int, str | None, float]
+"""A success to keep: job id, output (JSON text or None), seconds the handler ran."""
+WriteRecorded = Callable[[str, list[Recorded], list[int]], Awaitable[None]]
+"""``complete_recorded(owner, [(job_id, output, duration)], queue_ids)``."""
 
 
 class Batcher(Generic[T]):
@@ -142,6 +148,7 @@ class Completer:
         fail: WriteFailures,
         return_jobs: Write,
         snooze: WriteSnoozes,
+        complete_recorded: WriteRecorded,
         complete_delay: float,
         fail_delay: float,
         on_written: Callable[[], None],
@@ -152,6 +159,7 @@ class Completer:
     ) -> None:
         self._complete, self._fail, self._return = complete, fail, return_jobs
         self._snooze = snooze
+        self._complete_recorded = complete_recorded
         self._completions: Batcher[Job] = Batcher(
             self._write_completions, complete_delay, on_written
         )
@@ -161,6 +169,9 @@ class Completer:
         self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, on_written)
         self._snoozes: Batcher[tuple[Job, float]] = Batcher(
             self._write_snoozes, complete_delay, on_written
+        )
+        self._recorded: Batcher[tuple[Job, Recorded]] = Batcher(
+            self._write_recorded, complete_delay, on_written
         )
         self._emit = emit
         self._wants = wants
@@ -185,6 +196,11 @@ class Completer:
         for owner, later in _by_owner([job for job, _ in items]):
             await self._snooze(owner, [(job.id, seconds[job.id]) for job in later], _queues(later))
 
+    async def _write_recorded(self, items: list[tuple[Job, Recorded]]) -> None:
+        kept = {job.id: record for job, record in items}
+        for owner, done in _by_owner([job for job, _ in items]):
+            await self._complete_recorded(owner, [kept[job.id] for job in done], _queues(done))
+
     async def _write_returns(self, jobs: list[Job]) -> None:
         for owner, back in _by_owner(jobs):
             await self._return(owner, [job.id for job in back], _queues(back))
@@ -197,7 +213,10 @@ class Completer:
             return
         if error is None:
             self.completed += 1
-            self._completions.add(job)
+            if result.record:
+                self._recorded.add((job, (job.id, result.output, duration)))
+            else:
+                self._completions.add(job)
             self._log.success(job, duration)
             if self._wants("job:success"):
                 self._emit("job:success", job=job, duration=duration)
@@ -215,7 +234,11 @@ class Completer:
         self.failed += 1
         permanent = isinstance(error, PermanentFailure)
         message = failure_text(error)
-        self._failures.add((job, Failure(job.id, message, result.replacement, permanent)))
+        failure = Failure(job.id, message, result.replacement, permanent)
+        if result.record:
+            failure.record = "cancelled" if isinstance(error, JobCancelled) else "failed"
+            failure.attempts, failure.duration = job.attempts, duration
+        self._failures.add((job, failure))
         self._log.failure(job, error, duration, outcome(job, error))
         self._emit("job:error", job=job, error=error, duration=duration)
         if permanent or job.attempts >= job.max_attempts:
@@ -231,6 +254,7 @@ class Completer:
         ids.update(job.id for job, _ in self._failures.pending())
         ids.update(job.id for job in self._returns.pending())
         ids.update(job.id for job, _ in self._snoozes.pending())
+        ids.update(job.id for job, _ in self._recorded.pending())
         return ids
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -241,7 +265,7 @@ class Completer:
             task_status.started()
 
     def _batchers(self) -> tuple[Batcher[Any], ...]:
-        return (self._completions, self._failures, self._returns, self._snoozes)
+        return (self._completions, self._failures, self._returns, self._snoozes, self._recorded)
 
     @property
     def idle(self) -> bool:

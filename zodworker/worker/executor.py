@@ -34,7 +34,7 @@ from .joblog import encode_error
 from .tasks import Runnable
 from .threads import DaemonThreads
 
-__all__ = ["CANCELLED", "LEASE_LOST", "Executor", "Outcome"]
+__all__ = ["CANCELLED", "LEASE_LOST", "Executor", "Outcome", "output_text"]
 
 _NO_REPLACEMENT: Final[Any] = msgspec.UNSET
 LEASE_LOST: Final = "lease lost"
@@ -55,6 +55,10 @@ class Outcome:
     give_back: bool = False
     """Aborted because the pool lost the job's lease: not an outcome to write; the job is
     given back (fenced) so it runs again."""
+    record: bool = False
+    """Its task keeps results (a history row once the job finishes for good)."""
+    output: str | None = None
+    """For a success of such a task: the handler's return value as JSON text."""
 
 
 @dataclass(slots=True)
@@ -129,10 +133,17 @@ class Executor:
             if current.cancelling():
                 current.uncancel()
             error = self._cancelled_error(run, runnable)
-            return Outcome(job, error, duration, give_back=run.cancelled_for == LEASE_LOST)
+            lost = run.cancelled_for == LEASE_LOST
+            return Outcome(job, error, duration, give_back=lost, record=runnable.record)
         if error is None and isinstance(job.payload, list) and isinstance(result, list):
-            return _batch_outcome(job, result, duration)
-        return Outcome(job, error, duration)
+            outcome = _batch_outcome(job, result, duration)
+        else:
+            outcome = Outcome(job, error, duration)
+        if runnable.record:
+            outcome.record = True
+            if outcome.error is None:
+                outcome.output = output_text(result)
+        return outcome
 
     def _cancelled_error(self, run: _Run, runnable: Runnable) -> BaseException:
         if run.cancelled_for == "timeout":
@@ -179,6 +190,23 @@ class Executor:
         """Give every running handler its abort signal (it may stop early; not cancelled)."""
         for run in list(self._running.values()):
             run.helpers.abort_signal.trigger(reason)
+
+
+_encode_output = msgspec.json.Encoder().encode
+
+
+def output_text(result: Any) -> str | None:
+    """A handler's return value as the JSON text kept in its history row: a typed task's
+    output arrives encoded already (``msgspec.Raw``); anything else is encoded if it can be
+    (None, and values JSON cannot hold, keep no output)."""
+    if isinstance(result, msgspec.Raw):
+        return bytes(result).decode()
+    if result is None:
+        return None
+    try:
+        return _encode_output(result).decode()
+    except (TypeError, ValueError):
+        return None
 
 
 def _batch_outcome(job: Job, results: list[Any], duration: float) -> Outcome:

@@ -96,6 +96,8 @@ def pool_loops(
     reapply_pauses: Callable[[], Awaitable[None]],
     reconcile_limits: Callable[[], Awaitable[int]],
     tidy_limits: Callable[[], Awaitable[None]],
+    prune_history: Callable[[float | None, int | None], Awaitable[int]],
+    retention: tuple[float | None, int | None],
     live_pools: Callable[[], Awaitable[int]],
     on_live_pools: Callable[[int], None],
     running_ids: Callable[[], set[int]],
@@ -111,7 +113,8 @@ def pool_loops(
     queues whose lock someone cleared, paused again before the first fetch and every 10 s
     (the fetch itself does not look at pauses: that would cost every fetch); the limits'
     housekeeping (slots of jobs others unlocked) every 8-12 s, and its rare part (limits of
-    jobs others removed) every 4-6 minutes; the number of
+    jobs others removed) every 4-6 minutes; pruning the job history to ``retention`` (age
+    in seconds, rows kept) every 50-70 s, in short batches; the number of
     live pools, at start and every 10 s, for ``on_live_pools`` (fetch-ahead); the warning
     about jobs waiting for tasks no live pool runs (:func:`unserved_warning`, unless
     ``unserved_tasks`` is None) every ``unserved_every`` seconds."""
@@ -123,6 +126,9 @@ def pool_loops(
         running = list(running_ids())
         for job_id in await cancellations_for(running) if running else []:
             cancel_job(job_id)
+
+    async def prune() -> None:
+        await prune_history(*retention)
 
     loops = [
         Periodic(cancel, interval=1.0, name="polling for cancellations", logger=logger),
@@ -138,6 +144,7 @@ def pool_loops(
         ),
         Periodic(reconcile_limits, interval=(8.0, 12.0), name="reconciling limits", logger=logger),
         Periodic(tidy_limits, interval=(240.0, 360.0), name="tidying limits", logger=logger),
+        Periodic(prune, interval=(50.0, 70.0), name="pruning history", logger=logger),
     ]
     if reset_stale_locks is not None:
         sweep = Periodic(

@@ -97,7 +97,7 @@ class WorkerPool:
         self._lease_lost = False
         self._threads = DaemonThreads(f"{self.pool_id}-task")
         self._executor = Executor(
-            compile_tasks(tasks),
+            compile_tasks(tasks, record_all=options.history),
             make_helpers=self._helpers,
             threads=self._threads,
             on_timeout=lambda job: self._emit("job:timeout", job=job),
@@ -139,6 +139,7 @@ class WorkerPool:
             fail=store.fail,
             return_jobs=store.return_jobs,
             snooze=store.snooze,
+            complete_recorded=store.complete_recorded,
             complete_delay=opts.complete_job_batch_delay,
             fail_delay=opts.fail_job_batch_delay,
             on_written=self._nudge,
@@ -173,8 +174,7 @@ class WorkerPool:
         await self._host.start()
 
     async def stop(self, *, forceful: bool = False) -> None:
-        """Stop fetching and wait for running jobs (graceful), or fail them so they retry
-        (forceful). Idempotent; safe before :meth:`start`."""
+        """Stop: running jobs finish (graceful) or fail to retry (forceful). Idempotent."""
         self.shutdown(forceful=forceful)
         await self._host.stop()
 
@@ -228,7 +228,7 @@ class WorkerPool:
 
     def replace_tasks(self, tasks: Mapping[str, Handler | Task]) -> None:
         """Swap the task list (watch mode). Takes effect from the next fetch."""
-        self._executor.tasks = compile_tasks(tasks)
+        self._executor.tasks = compile_tasks(tasks, record_all=self.options.history)
         self._task_ids = []  # registered again before the next fetch
         self._queue.nudge()
 
@@ -290,6 +290,8 @@ class WorkerPool:
             reapply_pauses=store.reapply_pauses,
             reconcile_limits=store.reconcile_limits,
             tidy_limits=store.tidy_limits,
+            prune_history=store.prune_history,
+            retention=(opts.history_retention, opts.history_max_rows),
             live_pools=store.live_pools,
             on_live_pools=self._queue.set_live_pools,
             running_ids=executor.running_ids,
@@ -344,13 +346,11 @@ class WorkerPool:
         await asyncio.sleep(self.options.graceful_shutdown_abort_timeout)
         self._executor.abort_all("graceful shutdown timed out")
 
-    # ---------------------------------------------------------------- what parts are handed
-
     async def _fetch(self, n: int) -> Sequence[Job]:
         if not self._task_ids:
             self._task_ids = await self._store.register_tasks(list(self._executor.tasks))
-        forbidden = await self.options.forbidden_flags_now()
-        return await self._limited.fetch(self._task_ids, forbidden, n)
+        flags = await self.options.forbidden_flags_now()
+        return await self._limited.fetch(self._task_ids, flags, n)
 
     def _helpers(self, job: Job, threads: bool) -> JobHelpers:
         connections = self._database.connections

@@ -89,19 +89,27 @@ class Task:
     timeout: float | None = None
     """Seconds; when exceeded the handler is cancelled (async) or abandoned (sync, it gets
     its abort signal) and the job fails with a timeout error, so it retries."""
+    record: bool = False
+    """Keep its result: when a job of it finishes for good, write a history row (outcome,
+    attempts, timings, and the handler's return value as JSON) and tell result waiters."""
 
 
 @dataclass(frozen=True, slots=True)
 class Runnable:
-    """A task as the executor runs it: the handler, its timeout, and how to call it."""
+    """A task as the executor runs it: the handler, its timeout, how to call it, and
+    whether its results are kept."""
 
     handler: Handler
     timeout: float | None
     is_async: bool
+    record: bool = False
 
 
-def compile_tasks(tasks: Mapping[str, Handler | Task]) -> dict[str, Runnable]:
-    """Check a task list (see :func:`validate_task_list`) and prepare it for running."""
+def compile_tasks(
+    tasks: Mapping[str, Handler | Task], *, record_all: bool = False
+) -> dict[str, Runnable]:
+    """Check a task list (see :func:`validate_task_list`) and prepare it for running;
+    ``record_all`` keeps the results of every task."""
     plain = {name: (t.handler if isinstance(t, Task) else t) for name, t in tasks.items()}
     validate_task_list(plain)
     compiled = {}
@@ -113,7 +121,8 @@ def compile_tasks(tasks: Mapping[str, Handler | Task]) -> dict[str, Runnable]:
         is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004  # callable objects
         )
-        compiled[name] = Runnable(handler, timeout, is_async)
+        record = record_all or (isinstance(t, Task) and t.record)
+        compiled[name] = Runnable(handler, timeout, is_async, record)
     return compiled
 
 
