@@ -362,6 +362,7 @@ def zw_worker_main(argv: list[str]) -> None:
             complete_job_batch_delay=0,
             fail_job_batch_delay=0,
             handle_signals=False,
+            history=os.environ.get("ZW_BENCH_HISTORY") == "1",  # benchmarks/history.py
         )
         # Node has loaded all of graphile-worker before it says "ready"; anyio imports its
         # asyncio backend on first use, so load it now to keep import time off the clock.

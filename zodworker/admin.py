@@ -19,6 +19,8 @@ the same plans (:mod:`zodworker.db.admin_plans`), so they behave alike.
   sample of the table's pages; a :class:`Count` says which.
 - Bulk operations act on whatever a :class:`JobFilter` selects and skip jobs that a live
   worker holds.
+- The history (:meth:`Admin.history`) lists finished jobs of tasks that keep results, with
+  their outcome, output, attempts and timings, keyset-paginated by job id.
 - A paused queue holds off every worker, zodworker or Node graphile-worker, until resumed,
   across restarts. A cancelled job never runs again: one nobody runs is failed for good at
   once, and a running one is aborted by the zodworker pool running it (a Node worker cannot
@@ -50,6 +52,7 @@ from .db.admin_plans import (
 )
 from .db.limit_plans import KEEP, LimitInfo
 from .db.plans import plan_force_unlock_workers
+from .db.results import HistoryRow, plan_history
 from .db.rows import AsyncTarget, SyncTarget
 from .db.runner import AsyncRunner, SyncRunner
 from .limits import Rate
@@ -61,6 +64,7 @@ __all__ = [
     "Cancelled",
     "Count",
     "Deleted",
+    "HistoryRow",
     "JobFilter",
     "JobPage",
     "JobState",
@@ -159,6 +163,22 @@ class Admin(AsyncRunner):
         """Rows ever deleted from the jobs table (completions by any worker, Node's too,
         and deletions), as PostgreSQL's statistics count them; sample it for a rate."""
         return await self._run(target, plans.plan_deleted_total(self.schema))
+
+    async def history(
+        self,
+        target: AsyncTarget,
+        *,
+        task: str | None = None,
+        outcome: str | None = None,
+        job_id: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[HistoryRow]:
+        """Finished jobs of tasks that keep results, newest first: optionally of one task,
+        one outcome (``success``, ``failed``, ``cancelled``) or one job; ``before``: the
+        last id of the previous page."""
+        plan = plan_history(task=task, outcome=outcome, job_id=job_id, before=before, limit=limit)
+        return await self._run(target, plan)
 
     async def limits(self, target: AsyncTarget, *, bound: int = DEFAULT_BOUND) -> list[LimitInfo]:
         """Every limit: its numbers, keys, jobs running under it and jobs waiting."""
@@ -260,6 +280,20 @@ class SyncAdmin(SyncRunner):
     def deleted_total(self, target: SyncTarget) -> Deleted:
         """See :meth:`Admin.deleted_total`."""
         return self._run(target, plans.plan_deleted_total(self.schema))
+
+    def history(
+        self,
+        target: SyncTarget,
+        *,
+        task: str | None = None,
+        outcome: str | None = None,
+        job_id: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[HistoryRow]:
+        """Finished jobs of tasks that keep results (see :meth:`Admin.history`)."""
+        plan = plan_history(task=task, outcome=outcome, job_id=job_id, before=before, limit=limit)
+        return self._run(target, plan)
 
     def limits(self, target: SyncTarget, *, bound: int = DEFAULT_BOUND) -> list[LimitInfo]:
         """Every limit (see :meth:`Admin.limits`)."""

@@ -49,7 +49,7 @@ from anyio.abc import TaskStatus
 from typing_extensions import TypeVar
 
 from .db.results import ResultState, listening
-from .errors import JobFailed, ResultTimeout, ResultUnavailable, UsageError
+from .errors import JobFailed, LifecycleError, ResultTimeout, ResultUnavailable, UsageError
 from .job import Job
 from .lifecycle import Host
 
@@ -136,8 +136,16 @@ class ResultWaiter:
         self._wake.set()
 
     async def close(self) -> None:
-        """Stop listening; pending waits fail with ResultTimeout when their time is up."""
+        """Stop listening; waits still pending raise :class:`LifecycleError` (the jobs are
+        left alone: wait for them again with another client)."""
         await self._host.stop()
+        waiting, self._waiting = self._waiting, {}
+        for job_id, futures in waiting.items():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(
+                        LifecycleError(f"the client stopped while job {job_id} was awaited")
+                    )
 
     def _request_stop(self) -> None:
         self._stop.set()

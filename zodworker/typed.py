@@ -56,28 +56,48 @@ def typed_task(
     """A worker task calling ``handler(decode(payload), helpers)``, async or in a thread as
     the handler is, inside a CONSUMER span when ``tracing`` is given; ``output`` turns the
     return value into what is kept; ``record`` keeps it (a history row)."""
-    finish: Callable[[Any], Any] = output or _same
     if inspect.iscoroutinefunction(handler):
+        call = handler if output is None else _then_async(handler, output)
 
         async def run_async(payload: Any, helpers: JobHelpers) -> Any:
             if tracing is None:
-                return finish(await handler(decode(payload), helpers))
+                return await call(decode(payload), helpers)
             with tracing.run(helpers.job, payload):
-                return finish(await handler(decode(payload), helpers))
+                return await call(decode(payload), helpers)
 
         return Task(run_async, timeout=timeout, record=record)
 
+    call_sync = handler if output is None else _then(handler, output)
+
     def run_sync(payload: Any, helpers: JobHelpers) -> Any:
         if tracing is None:
-            return finish(handler(decode(payload), helpers))
+            return call_sync(decode(payload), helpers)
         with tracing.run(helpers.job, payload):
-            return finish(handler(decode(payload), helpers))
+            return call_sync(decode(payload), helpers)
 
     return Task(run_sync, timeout=timeout, record=record)
 
 
-def _same(value: Any) -> Any:
-    return value
+def _then_async(
+    handler: Callable[[Any, JobHelpers], Any], output: Callable[[Any], Any]
+) -> Callable[[Any, JobHelpers], Any]:
+    """``handler`` (async) with ``output`` applied to what it returns."""
+
+    async def call(value: Any, helpers: JobHelpers) -> Any:
+        return output(await handler(value, helpers))
+
+    return call
+
+
+def _then(
+    handler: Callable[[Any, JobHelpers], Any], output: Callable[[Any], Any]
+) -> Callable[[Any, JobHelpers], Any]:
+    """``handler`` (plain) with ``output`` applied to what it returns."""
+
+    def call(value: Any, helpers: JobHelpers) -> Any:
+        return output(handler(value, helpers))
+
+    return call
 
 
 _encode_json = msgspec.json.Encoder().encode

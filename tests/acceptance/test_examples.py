@@ -204,3 +204,13 @@ def test_flow_control_serves_the_small_tenant_early_and_takes_a_new_limit(db_url
         "after the change, most at once: 4",
         "task:export concurrency 4 (declared 2)",
     ]
+
+
+def test_results_returns_a_typed_output_and_a_failure(db_url: str) -> None:
+    out = run_example("results.py", db_url).splitlines()
+    assert out == [
+        "thumbnail https://example.com/cat.thumb.png width 128",
+        "failed after 1 attempt(s): PermanentFailure: refusing to fetch ftp://example.com/cat.png",
+        "history: job bad failed",
+        "history: job good success",
+    ]

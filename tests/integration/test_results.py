@@ -5,10 +5,16 @@ no results, the synchronous twin, and many awaits sharing one LISTEN connection.
 from __future__ import annotations
 
 import asyncio
+import html
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx
 import msgspec
 import psycopg
 import pytest
@@ -18,6 +24,8 @@ from tests.support.dbtools import wait_until
 from zodworker import (
     JobFailed,
     JobHelpers,
+    JobSpecError,
+    LifecycleError,
     PermanentFailure,
     ResultTimeout,
     ResultUnavailable,
@@ -26,6 +34,9 @@ from zodworker import (
     task,
 )
 from zodworker.admin import Admin
+from zodworker.db.connect import Database
+from zodworker.db.worker_store import WorkerStore
+from zodworker.web import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +274,117 @@ async def test_ten_thousand_awaited_jobs_share_one_listen_connection(
 async def _awaited(client: ZodWorker, n: int) -> bool:
     waiter = client._waiter
     return waiter is not None and waiter.waiting >= n
+
+
+async def _finished(conn: AsyncConn, n: int) -> bool:
+    cur = await conn.execute("select count(*) from graphile_worker._zodworker_job_history")
+    row = await cur.fetchone()
+    return row is not None and row[0] >= n
+
+
+async def test_history_is_listed_by_the_admin_api_the_cli_and_the_dashboard(
+    client: ZodWorker, conn: AsyncConn, db_url: str
+) -> None:
+    ok = await client.enqueue(Media.resize, Resize(url="s3://ok"))
+    bad = await client.enqueue(Media.refuse, Resize(url="s3://bad"))
+    unkept = await client.enqueue(Media.plain, Resize(url="s3://plain"))
+    await wait_until(lambda: _finished(conn, 2), what="two history rows")
+    await wait_until(lambda: _gone(conn, unkept.id), what="the plain job done")
+    admin = Admin()
+    rows = await admin.history(conn)
+    assert [(r.job_id, r.task, r.outcome) for r in rows] == [
+        (bad.id, "refuse", "failed"),
+        (ok.id, "resize", "success"),
+    ]
+    done = rows[1]
+    assert done.output == {"url": "s3://ok", "width": 7}
+    assert done.payload["url"] == "s3://ok" and done.attempts == 1 and done.last_error is None
+    assert done.created_at <= done.started_at <= done.finished_at  # type: ignore[operator]
+    assert done.duration is not None and done.duration >= 0
+    assert "cannot read s3://bad" in (rows[0].last_error or "")
+    assert [r.job_id for r in await admin.history(conn, outcome="failed")] == [bad.id]
+    assert [r.job_id for r in await admin.history(conn, task="resize")] == [ok.id]
+    assert [r.job_id for r in await admin.history(conn, before=bad.id)] == [ok.id]
+    with pytest.raises(JobSpecError, match="outcome"):
+        await admin.history(conn, outcome="lost")
+
+    listed = await anyio.to_thread.run_sync(_cli_history, db_url)
+    assert [(j["job_id"], j["outcome"]) for j in listed["jobs"]] == [
+        (bad.id, "failed"),
+        (ok.id, "success"),
+    ]
+
+    app = create_app(db_url)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dash") as web:
+        page = await web.get("/history")
+        assert page.status_code == 200
+        assert f'data-job="{ok.id}"' in page.text and f'data-job="{bad.id}"' in page.text
+        failed_only = await web.get("/history?outcome=failed")
+        assert f'data-job="{ok.id}"' not in failed_only.text
+        gone = await web.get(f"/jobs/{ok.id}")  # deleted from jobs: its history row shows
+        assert gone.status_code == 200 and '"width": 7' in html.unescape(gone.text)
+        assert (await web.get(f"/jobs/{unkept.id}")).status_code == 404
+    await app.state.dashboard.close()
+
+
+def _cli_history(db_url: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    found = subprocess.run(
+        [sys.executable, "-m", "zodworker", "jobs", "history", "-c", db_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    return json.loads(found.stdout)
+
+
+async def _gone(conn: AsyncConn, job_id: int) -> bool:
+    cur = await conn.execute("select 1 from graphile_worker.jobs where id = %s", (job_id,))
+    return await cur.fetchone() is None
+
+
+async def test_history_is_pruned_by_age_and_by_count_in_batches(
+    db_url: str, conn: AsyncConn
+) -> None:
+    await conn.execute(
+        "insert into graphile_worker._zodworker_job_history (job_id, task_identifier,"
+        " outcome, attempts, max_attempts, created_at, finished_at)"
+        " select n, 't', 'success', 1, 25, now(), now() - make_interval(days => 10, secs => n)"
+        " from generate_series(1, 2500) as n"
+        " union all select n, 't', 'success', 1, 25, now(), now() - make_interval(secs => n)"
+        " from generate_series(2501, 2510) as n"
+    )
+    database = Database(db_url)
+    await database.open()
+    try:
+        store = WorkerStore(database, "pruner")
+        assert await store.prune_history(7 * 86_400, None, batch=1000) == 2500
+        cur = await conn.execute(
+            "select min(job_id), count(*) from graphile_worker._zodworker_job_history"
+        )
+        assert await cur.fetchone() == (2501, 10)  # the recent ones stay
+        assert await store.prune_history(None, 3, batch=2) == 7  # keep the newest 3
+        cur = await conn.execute(
+            "select array_agg(job_id order by job_id) from graphile_worker._zodworker_job_history"
+        )
+        assert await cur.fetchone() == ([2501, 2502, 2503],)
+        assert await store.prune_history(None, None) == 0  # no retention: nothing
+    finally:
+        await database.close()
+
+
+async def test_stopping_the_client_ends_its_pending_waits(db_url: str) -> None:
+    producer = ZodWorker(catalog=Media(), database_url=db_url, producer_only=True)
+    await producer.initialize()
+    handle = await producer.enqueue(Media.resize, Resize(url="s3://never"))
+    waiting = asyncio.ensure_future(handle.result())  # no timeout: would wait forever
+    await wait_until(lambda: _awaited(producer, 1), what="the wait registered")
+    await producer.stop()
+    with pytest.raises(LifecycleError, match=f"job {handle.id} was awaited"):
+        await waiting
+    with pytest.raises(LifecycleError):
+        await producer.result(handle.id)

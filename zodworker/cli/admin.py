@@ -137,6 +137,41 @@ async def _jobs_show(admin: Admin, target: AsyncTarget, args: argparse.Namespace
     return 0
 
 
+async def _jobs_history(admin: Admin, target: AsyncTarget, args: argparse.Namespace) -> int:
+    found = await admin.history(
+        target,
+        task=args.task,
+        outcome=args.outcome,
+        job_id=args.job,
+        before=args.before,
+        limit=args.limit,
+    )
+    after = found[-1].job_id if len(found) == args.limit else None
+    if args.json:
+        print(_json({"jobs": [row.as_dict() for row in found], "before": after}))
+        return 0
+    rows = [
+        (
+            row.job_id,
+            row.task,
+            row.outcome,
+            f"{row.attempts}/{row.max_attempts}",
+            row.finished_at,
+            None if row.duration is None else f"{row.duration * 1000:.1f} ms",
+            json.dumps(row.output)[:40] if row.outcome == "success" else _first(row.last_error),
+        )
+        for row in found
+    ]
+    print(_table(("id", "task", "outcome", "attempts", "finished_at", "ran", "output/error"), rows))
+    if after is not None:
+        print(f"more: --before {after}")
+    return 0
+
+
+def _first(error: str | None) -> str | None:
+    return error.splitlines()[0][:60] if error else None
+
+
 async def _jobs_bulk(admin: Admin, target: AsyncTarget, args: argparse.Namespace) -> int:
     where = _filter(args)
     if where == JobFilter() and not args.all:
@@ -334,6 +369,7 @@ _COMMANDS = {
     ("jobs", "delete"): _jobs_bulk,
     ("jobs", "reschedule"): _jobs_bulk,
     ("jobs", "cancel"): _jobs_cancel,
+    ("jobs", "history"): _jobs_history,
     ("queues", None): _queues,
     ("stats", None): _stats,
     ("limits", None): _limits,

@@ -66,7 +66,9 @@ def _rate(text: str) -> Rate | None:
 
 def add_admin_commands(commands: Any, make: MakeCommand) -> None:
     """Add the admin commands to the ``commands`` subparsers."""
-    jobs = commands.add_parser("jobs", help="list, show, retry, delete, reschedule, cancel jobs")
+    jobs = commands.add_parser(
+        "jobs", help="list, show, retry, delete, reschedule, cancel jobs; their history"
+    )
     actions = jobs.add_subparsers(
         dest="action", metavar="ACTION", required=True, help="what to do with jobs"
     )
@@ -89,6 +91,14 @@ def add_admin_commands(commands: Any, make: MakeCommand) -> None:
         bulk.add_argument("--yes", action="store_true", help="act (else only count)")
         if name == "reschedule":
             bulk.add_argument("--run-at", required=True, help="ISO 8601 time with an offset")
+    history = _parser(actions, "history", "finished jobs of tasks that keep results", make)
+    history.add_argument("--task", help="only jobs of this task identifier")
+    history.add_argument(
+        "--outcome", choices=["success", "failed", "cancelled"], help="only jobs that ended so"
+    )
+    history.add_argument("--job", type=int, help="only the job with this id")
+    history.add_argument("--limit", type=int, default=50, help="jobs per page (50)")
+    history.add_argument("--before", type=int, help="the cursor printed under the last page")
     cancel = _parser(actions, "cancel", "cancel a job; a running one is aborted", make)
     cancel.add_argument("id", type=int, help="the job's id")
     queues = _parser(commands, "queues", "named queues: list, pause, resume", make)

@@ -73,6 +73,10 @@ class HistoryRow(NamedTuple):
     finished_at: datetime
     duration: float | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The row's fields by name (for JSON)."""
+        return dict(self._asdict())
+
 
 def _job_ids(ids: Sequence[int]) -> list[int]:
     if isinstance(ids, (str, bytes)) or not all(

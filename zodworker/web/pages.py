@@ -146,17 +146,59 @@ def jobs(d: Dashboard) -> Handler:
 def job(d: Dashboard) -> Handler:
     async def handle(request: Request) -> Response:
         job_id = int(request.path_params["job_id"])
-        view = await d.admin.get_job(await d.target(), job_id)
-        if view is None:
+        target = await d.target()
+        view = await d.admin.get_job(target, job_id)
+        found, _ = await _or_note(lambda: d.admin.history(target, job_id=job_id, limit=1))
+        record = found[0] if found else None
+        if view is None and record is None:
             return d.render(request, "error.html", 404, message=f"no job {job_id}")
-        payload = _pretty.encode(view.job.payload).decode()
+        shown = view.job.payload if view is not None else record.payload  # type: ignore[union-attr]
         return d.render(
             request,
             "job.html",
             view=view,
-            job=view.job,
-            payload=msgspec.json.format(payload, indent=2),
+            job=None if view is None else view.job,
+            job_id=job_id,
+            record=record,
+            output=None if record is None else _pretty_json(record.output),
+            payload=_pretty_json(shown),
             done=request.query_params.get("done"),
+        )
+
+    return handle
+
+
+def _pretty_json(value: Any) -> str:
+    return msgspec.json.format(_pretty.encode(value).decode(), indent=2)
+
+
+def history(d: Dashboard) -> Handler:
+    async def handle(request: Request) -> Response:
+        values = request.query_params
+        before = values.get("before")
+        task, outcome = optional(values.get("task")), optional(values.get("outcome"))
+        target = await d.target()
+        try:
+            found, note = await _or_note(
+                lambda: d.admin.history(
+                    target,
+                    task=task,
+                    outcome=outcome,
+                    before=int(before) if before and before.isdigit() else None,
+                    limit=PAGE_SIZE,
+                )
+            )
+        except JobSpecError as exc:
+            return d.render(request, "error.html", 400, message=str(exc))
+        more = found[-1].job_id if found and len(found) == PAGE_SIZE else None
+        return d.render(
+            request,
+            "history.html",
+            rows=found or [],
+            note=note,
+            task=task,
+            outcome=outcome,
+            more=more,
         )
 
     return handle
@@ -229,6 +271,7 @@ PAGES: Final[list[tuple[str, Callable[[Dashboard], Handler]]]] = [
     ("/", overview),
     ("/jobs", jobs),
     ("/jobs/{job_id:int}", job),
+    ("/history", history),
     ("/failed", failed),
     ("/queues", queues),
     ("/limits", limits),
