@@ -11,6 +11,8 @@ job. The lease itself is kept by :mod:`zodworker.db.lease`, on a connection of i
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -241,18 +243,24 @@ class WorkerStore:
         }
         await self._written("complete_recorded_jobs", params, owner, ids)
 
-    async def prune_history(self, age: float | None, keep: int | None, batch: int = 10_000) -> int:
+    async def prune_history(
+        self, age: float | None, keep: int | None, batch: int = 10_000, rest: float = 1.0
+    ) -> int:
         """Delete history rows older than ``age`` seconds or beyond the newest ``keep``, in
-        statements of ``batch`` rows (each its own short transaction); return how many."""
+        statements of ``batch`` rows (each its own short transaction); return how many.
+        After each statement it rests ``rest`` times as long as the statement took, so a
+        big prune leaves the database to the workers most of the time."""
         rows = await self._pooled("history_cutoff", {"age": age, "keep": keep})
         before = rows[0][0] if rows else None
         pruned = 0
         while before is not None:
+            started = time.perf_counter()
             rows = await self._pooled("prune_history", {"before": before, "batch": batch})
             count = int(rows[0][0])
             pruned += count
             if count < batch:
                 break
+            await asyncio.sleep(rest * (time.perf_counter() - started))
         return pruned
 
     async def snooze(
