@@ -21,6 +21,7 @@ PAGES = (
     "/jobs?state=ready",
     "/jobs?text=x",
     "/failed",
+    "/history",
     "/queues",
     "/limits",
     "/workers",
@@ -105,7 +106,7 @@ def test_every_page_renders_on_a_database_only_node_has_used(
             answer = client.get(url + path)
             assert answer.status_code == 200, (path, answer.text)
         assert "email" in client.get(url + "/jobs").text
-        for path in ("/queues", "/workers", "/"):
+        for path in ("/queues", "/workers", "/", "/history"):
             assert "needs zodworker&#39;s tables" in client.get(url + path).text
         queues = client.get(url + "/queues").text  # listed from graphile-worker's tables
         assert 'data-queue="mail"' in queues and 'method="post"' not in queues
