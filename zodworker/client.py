@@ -282,6 +282,23 @@ class ZodWorker(Producer):
         return None if self._service is None else self._service.pool
 
     @property
+    def schema(self) -> str:
+        """The graphile-worker schema this client works on."""
+        return self._schema
+
+    @property
+    def conninfo(self) -> str | None:
+        """The database URL the client uses (None: not known until ``initialize()``
+        starts the embedded server)."""
+        return self._conninfo()
+
+    @property
+    def connections(self) -> AsyncConnectionPool[Any]:
+        """The pool the running client enqueues on (raises LifecycleError before
+        ``initialize()`` and after ``stop()``)."""
+        return self._require_connections()
+
+    @property
     def observer(self) -> Observer | None:
         """Metrics and health of the running worker (``metrics=``): ``registry``, ``port``."""
         return None if self._service is None else self._service.observer

@@ -45,3 +45,7 @@ select max(id) from :SCHEMA._zodworker_migrations;
 
 -- name: own_migrations_record
 insert into :SCHEMA._zodworker_migrations (id) values (%s);
+
+-- name: drop_schema
+-- Remove a schema and everything in it (zodworker.testing's per-test schemas).
+drop schema if exists :SCHEMA cascade;

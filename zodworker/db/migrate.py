@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
+import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
@@ -45,7 +46,15 @@ from ..job import DEFAULT_SCHEMA
 from . import sqlfiles
 from .rows import AsyncConn, AsyncTarget, Params, borrow, fetch, translate_errors
 
-__all__ = ["MigrationResult", "installed_revision", "latest_revision", "migrate", "migrate_target"]
+__all__ = [
+    "MigrationResult",
+    "drop_schema",
+    "installed_revision",
+    "latest_revision",
+    "migrate",
+    "migrate_target",
+    "migrate_url",
+]
 
 logger = logging.getLogger("zodworker.migrate")
 
@@ -279,3 +288,19 @@ async def migrate_target(target: AsyncTarget, *, schema: str = DEFAULT_SCHEMA) -
         finally:
             with translate_errors():
                 await conn.set_autocommit(autocommit)
+
+
+async def migrate_url(conninfo: str, schema: str = DEFAULT_SCHEMA) -> MigrationResult:
+    """:func:`migrate` on a connection of its own to ``conninfo``."""
+    with translate_errors():
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    async with conn:
+        return await migrate(conn, schema=schema)
+
+
+async def drop_schema(conninfo: str, schema: str) -> None:
+    """Drop ``schema`` with everything in it (test schemas), on a connection of its own."""
+    with translate_errors():
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    async with conn:
+        await _run(conn, "drop_schema", schema)
