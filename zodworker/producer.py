@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from .catalog import EnqueueOptions, TaskCatalog, TaskDef, build_spec, build_specs
+from .db.adapt import AsyncTx, SyncTx, async_connection, sync_connection
 from .db.store import Store, SyncStore
 from .errors import ConfigError
 from .job import Job
@@ -24,7 +25,6 @@ from .taskdef import OutputOf
 from .tracing import Tracing
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["Handles", "Producer"]
@@ -79,7 +79,7 @@ class Producer:
         task: Callable[[P, OutputOf[O]], P],
         payload: P,
         *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
+        tx: AsyncTx | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> JobHandle[O]: ...
     @overload
@@ -88,7 +88,7 @@ class Producer:
         task: str,
         payload: Any,
         *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
+        tx: AsyncTx | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> JobHandle[Any]: ...
     async def enqueue(
@@ -96,16 +96,17 @@ class Producer:
         task: Callable[..., Any] | str,
         payload: Any,
         *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
+        tx: AsyncTx | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> JobHandle[Any]:
         """Validate ``payload`` for ``task`` and add the job; return its handle.
 
         ``task`` is a task of the catalog (typed: mypy checks the payload's type, and names
-        the expected model when it does not fit) or its identifier. With ``tx`` the job is
-        added in that connection's transaction."""
+        the expected model when it does not fit) or its identifier. With ``tx`` (a psycopg
+        ``AsyncConnection``, or an SQLAlchemy ``AsyncSession`` / ``AsyncConnection`` on
+        psycopg 3) the job is added in that transaction and commits or rolls back with it."""
         spec, mode, limits = build_spec(self.catalog, task, payload, options)
-        target = tx if tx is not None else self._require_connections()
+        target = await async_connection(tx) if tx is not None else self._require_connections()
         if self._tracing is None:
             job = await self._store.add_spec(target, spec, mode, limits=limits)
             return JobHandle(job, self._results)
@@ -118,7 +119,7 @@ class Producer:
         self,
         items: Sequence[tuple[TaskDef[Any] | str, Any]],
         *,
-        tx: psycopg.AsyncConnection[Any] | None = None,
+        tx: AsyncTx | None = None,
     ) -> Sequence[JobHandle[Any]]:
         """Validate and add many jobs in one statement (key mode ``replace``, or
         ``preserve_run_at`` when every keyed task asks for it); return their handles."""
@@ -130,7 +131,7 @@ class Producer:
                 "enqueue_many adds with one key mode (replace or preserve_run_at); "
                 "enqueue unsafe_dedupe or mixed-mode tasks one by one",
             )
-        target = tx if tx is not None else self._require_connections()
+        target = await async_connection(tx) if tx is not None else self._require_connections()
         jobs = await self._store.add_jobs(
             target,
             [spec for spec, _, _ in built],
@@ -139,11 +140,9 @@ class Producer:
         )
         return Handles(jobs, self._results)
 
-    async def dequeue(
-        self, job_key: str, *, tx: psycopg.AsyncConnection[Any] | None = None
-    ) -> Job | None:
+    async def dequeue(self, job_key: str, *, tx: AsyncTx | None = None) -> Job | None:
         """Remove the job with ``job_key`` (see :meth:`Store.remove_job`); None if none."""
-        target = tx if tx is not None else self._require_connections()
+        target = await async_connection(tx) if tx is not None else self._require_connections()
         return await self._store.remove_job(target, job_key)
 
     async def result(self, job_id: int, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
@@ -162,7 +161,7 @@ class Producer:
         task: Callable[[P, OutputOf[O]], P],
         payload: P,
         *,
-        tx: psycopg.Connection[Any],
+        tx: SyncTx,
         **options: Unpack[EnqueueOptions],
     ) -> JobHandle[O]: ...
     @overload
@@ -171,7 +170,7 @@ class Producer:
         task: str,
         payload: Any,
         *,
-        tx: psycopg.Connection[Any],
+        tx: SyncTx,
         **options: Unpack[EnqueueOptions],
     ) -> JobHandle[Any]: ...
     def enqueue_sync(
@@ -179,15 +178,16 @@ class Producer:
         task: Callable[..., Any] | str,
         payload: Any,
         *,
-        tx: psycopg.Connection[Any],
+        tx: SyncTx,
         **options: Unpack[EnqueueOptions],
     ) -> JobHandle[Any]:
-        """:meth:`enqueue` for synchronous code, on the caller's psycopg ``Connection``
-        (committed with it). Takes the same options; needs no ``initialize()``."""
+        """:meth:`enqueue` for synchronous code, in the transaction of ``tx`` (a psycopg
+        ``Connection``, or an SQLAlchemy ``Session`` / ``Connection`` on psycopg 3). Takes
+        the same options; needs no ``initialize()``."""
         spec, mode, limits = build_spec(self.catalog, task, payload, options)
-        job = self._sync_store.add_spec(tx, spec, mode, limits=limits)
+        job = self._sync_store.add_spec(sync_connection(tx), spec, mode, limits=limits)
         return JobHandle(job, self._results)
 
-    def dequeue_sync(self, job_key: str, *, tx: psycopg.Connection[Any]) -> Job | None:
+    def dequeue_sync(self, job_key: str, *, tx: SyncTx) -> Job | None:
         """:meth:`dequeue` for synchronous code, on the caller's ``Connection``."""
-        return self._sync_store.remove_job(tx, job_key)
+        return self._sync_store.remove_job(sync_connection(tx), job_key)
