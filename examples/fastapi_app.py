@@ -16,7 +16,12 @@ bigger deployment would pass ``producer_only=True`` here and run workers elsewhe
 - ``POST /runs/{id}/cancel`` removes the run's pending execution and marks it CANCELED,
   in one transaction.
 - ``GET /runs/{id}`` shows the run.
-- ``/admin/jobs/`` is the dashboard (``zodworker.web``), read-only, on the app's own pool.
+- ``/admin/jobs/`` is the dashboard (``zodworker.web``), read-only, on the client's pool.
+
+The wiring is :mod:`zodworker.integrations.fastapi`: ``lifespan(client)`` runs the client for
+the app's lifetime, ``Tx`` gives each endpoint a transaction whose ``enqueue`` adds jobs in
+it (committed before the response is sent, rolled back when the endpoint raises), and
+``mount_dashboard`` mounts the dashboard.
 """
 
 from __future__ import annotations
@@ -26,25 +31,21 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the catalog package
 
 from catalog import PerformRunExecution, Platform, StartRun, platform_with_handlers
-from zodworker import JobHelpers, PayloadValidationError, ZodWorker, resolve_connection
-from zodworker.web import create_app
-
-Conn = psycopg.AsyncConnection[Any]
+from zodworker import JobHelpers, PayloadValidationError, ZodWorker
+from zodworker.integrations.fastapi import Transaction, lifespan, mount_dashboard, transaction
 
 SCHEMA = """
 create table if not exists runs (
@@ -90,22 +91,12 @@ class RunView(BaseModel):
     updated_at: datetime
 
 
-@dataclass
-class Services:
-    pool: AsyncConnectionPool[Conn]
-    client: ZodWorker
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-def build_client(pool: AsyncConnectionPool[Conn]) -> ZodWorker:
-    """A client that enqueues on ``pool`` and runs the run tasks."""
+def build_client() -> ZodWorker:
+    """A client that runs the run tasks in this process, on a pool of its own (from
+    DATABASE_URL, else the embedded server) that the endpoints share."""
 
     async def start_run(payload: StartRun, helpers: JobHelpers) -> None:
-        async with pool.connection() as conn, conn.transaction():
+        async with client.connections.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "update runs set status = 'STARTED', updated_at = now()"
                 " where id = %s and status = 'QUEUED'"
@@ -124,7 +115,7 @@ def build_client(pool: AsyncConnectionPool[Conn]) -> ZodWorker:
             )
 
     async def perform_run_execution(payload: PerformRunExecution, helpers: JobHelpers) -> None:
-        async with pool.connection() as conn, conn.transaction():
+        async with client.connections.connection() as conn, conn.transaction():
             await conn.execute(
                 "update runs set status = 'COMPLETED', updated_at = now()"
                 " where id = %s and status = 'STARTED'",
@@ -132,29 +123,30 @@ def build_client(pool: AsyncConnectionPool[Conn]) -> ZodWorker:
             )
 
     catalog = platform_with_handlers(startRun=start_run, performRunExecution=perform_run_execution)
-    client = ZodWorker(catalog=catalog, name="fastapi-app", connection_pool=pool, concurrency=4)
+    client = ZodWorker(
+        catalog=catalog,
+        name="fastapi-app",
+        database_url=os.environ.get("DATABASE_URL"),
+        concurrency=4,
+        handle_signals=False,  # uvicorn handles them; the lifespan stops the client
+    )
     return client
 
 
+client = build_client()
+Tx = Annotated[Transaction, transaction(client)]  # committed before the response is sent
+
+
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    url = resolve_connection(os.environ.get("DATABASE_URL"))
-    async with AsyncConnectionPool[Conn](url, min_size=1, max_size=10, open=False) as pool:
-        await pool.wait(timeout=30)
-        async with pool.connection() as conn:
-            await conn.execute(SCHEMA)
-        client = build_client(pool)
-        await client.initialize()  # migrates, then runs the handlers' jobs in this process
-        app.state.services = Services(pool=pool, client=client)
-        try:
-            yield
-        finally:
-            await client.stop()  # waits for running jobs; before the pool closes
+async def create_tables(app: FastAPI) -> AsyncIterator[None]:
+    async with client.connections.connection() as conn:
+        await conn.execute(SCHEMA)
+    yield
 
 
-app = FastAPI(title="zodworker example", lifespan=lifespan)
-# The dashboard, read-only, on the pool the lifespan opens (looked up per request).
-app.mount("/admin/jobs", create_app(lambda: app.state.services.pool, read_only=True))
+# initializes the client (migrating, running its tasks) around the app, then stops it
+app = FastAPI(title="zodworker example", lifespan=lifespan(client, then=create_tables))
+mount_dashboard(app, client, "/admin/jobs", read_only=True)
 
 
 @app.exception_handler(PayloadValidationError)
@@ -166,56 +158,50 @@ async def invalid_payload(request: Request, exc: PayloadValidationError) -> JSON
 
 
 @app.post("/runs")
-async def create_run(body: CreateRun, request: Request) -> RunCreated:
-    svc = services(request)
+async def create_run(body: CreateRun, tx: Tx) -> RunCreated:
     run_id = body.id or f"run_{uuid.uuid4().hex[:12]}"
-    async with svc.pool.connection() as conn, conn.transaction():
-        try:
-            await conn.execute(
-                "insert into runs (id, execute_in_seconds) values (%s, %s)",
-                (run_id, body.execute_in_seconds),
-            )
-        except psycopg.errors.UniqueViolation:
-            raise HTTPException(409, f"run {run_id} exists") from None
-        job = await svc.client.enqueue(Platform.startRun, StartRun(id=run_id), tx=conn)
-        if body.notify is not None:
-            # by name with plain data: the client validates it against ScheduleEmail, and a bad
-            # address raises PayloadValidationError, rolling back the run and startRun with it
-            email = {"to": body.notify, "subject": f"Run {run_id} accepted", "template": "run"}
-            await svc.client.enqueue("scheduleEmail", email, tx=conn)
+    try:
+        await tx.conn.execute(
+            "insert into runs (id, execute_in_seconds) values (%s, %s)",
+            (run_id, body.execute_in_seconds),
+        )
+    except psycopg.errors.UniqueViolation:
+        raise HTTPException(409, f"run {run_id} exists") from None
+    job = await tx.enqueue(Platform.startRun, StartRun(id=run_id))
+    if body.notify is not None:
+        # by name with plain data: the client validates it against ScheduleEmail, and a bad
+        # address raises PayloadValidationError, rolling back the run and startRun with it
+        email = {"to": body.notify, "subject": f"Run {run_id} accepted", "template": "run"}
+        await tx.enqueue("scheduleEmail", email)
     return RunCreated(run_id=run_id, job_id=job.id)
 
 
 @app.post("/runs/{run_id}/cancel")
-async def cancel_run(run_id: str, request: Request) -> RunCanceled:
-    svc = services(request)
-    async with svc.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "update runs set status = 'CANCELED', updated_at = now()"
-            " where id = %s and status in ('QUEUED', 'STARTED') returning status",
-            (run_id,),
-        )
-        if await cur.fetchone() is None:
-            found = await conn.execute("select status from runs where id = %s", (run_id,))
-            row = await found.fetchone()
-            if row is None:
-                raise HTTPException(404, f"no run {run_id}")
-            raise HTTPException(409, f"run {run_id} is {row[0]}")
-        removed = await svc.client.dequeue(execute_job_key(run_id), tx=conn)
+async def cancel_run(run_id: str, tx: Tx) -> RunCanceled:
+    cur = await tx.conn.execute(
+        "update runs set status = 'CANCELED', updated_at = now()"
+        " where id = %s and status in ('QUEUED', 'STARTED') returning status",
+        (run_id,),
+    )
+    if await cur.fetchone() is None:
+        found = await tx.conn.execute("select status from runs where id = %s", (run_id,))
+        row = await found.fetchone()
+        if row is None:
+            raise HTTPException(404, f"no run {run_id}")
+        raise HTTPException(409, f"run {run_id} is {row[0]}")
+    removed = await client.dequeue(execute_job_key(run_id), tx=tx.conn)
     return RunCanceled(
         run_id=run_id, status="CANCELED", removed_job_id=removed.id if removed else None
     )
 
 
 @app.get("/runs/{run_id}")
-async def get_run(run_id: str, request: Request) -> RunView:
-    svc = services(request)
-    async with svc.pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "select id, status, created_at, updated_at from runs where id = %s", (run_id,)
-        )
-        row = await cur.fetchone()
+async def get_run(run_id: str, tx: Tx) -> RunView:
+    cur = tx.conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "select id, status, created_at, updated_at from runs where id = %s", (run_id,)
+    )
+    row = await cur.fetchone()
     if row is None:
         raise HTTPException(404, f"no run {run_id}")
     return RunView(**row)

@@ -9,8 +9,8 @@ Layers, bottom up (a module may import its own layer and the layers it lists)::
     cron        zodworker.cron.*                           -> db, vocabulary
     embedded    zodworker.embedded.*                       -> db, vocabulary
     observe     zodworker.observe.*                        -> worker, db, vocabulary
-    face        catalog, typed, tracing, client, service, cli.*, web.*, testing.*, the package
-                root -> all
+    face        catalog, typed, tracing, client, service, cli.*, web.*, testing.*,
+                integrations.*, the package root -> all
 
 worker, cron and embedded never import each other; only the face combines them.
 """
@@ -215,5 +215,15 @@ def test_modules_and_functions_stay_small(module: str) -> None:
 
 def test_the_folders_show_the_layers() -> None:
     packages = {path.name for path in PACKAGE_ROOT.iterdir() if (path / "__init__.py").exists()}
-    assert packages == {"db", "worker", "cron", "embedded", "observe", "cli", "web", "testing"}
+    assert packages == {
+        "db",
+        "worker",
+        "cron",
+        "embedded",
+        "observe",
+        "cli",
+        "web",
+        "testing",
+        "integrations",
+    }
     assert {layer(name) for name in package_modules()} == set(ALLOWED)

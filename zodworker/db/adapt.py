@@ -11,12 +11,14 @@ when such an object is given.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import psycopg
 
 from ..errors import ConfigError
-from .rows import AsyncConn, SyncConn
+from .rows import AsyncConn, AsyncTarget, SyncConn, borrow, translate_errors
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection as SAConnection
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
-__all__ = ["AsyncTx", "SyncTx", "async_connection", "sync_connection"]
+__all__ = ["AsyncTx", "SyncTx", "async_connection", "sync_connection", "transaction"]
 
 AsyncTx: TypeAlias = "psycopg.AsyncConnection[Any] | AsyncSession | SAAsyncConnection"
 """What ``tx=`` of an async enqueue takes."""
@@ -85,3 +87,13 @@ def sync_connection(tx: SyncTx) -> SyncConn:
         f"got {type(tx).__name__}; pass a psycopg Connection, or an SQLAlchemy Session / "
         "Connection on psycopg 3 (an async one goes to enqueue)",
     )
+
+
+@asynccontextmanager
+async def transaction(target: AsyncTarget) -> AsyncIterator[AsyncConn]:
+    """A connection of ``target`` (a pool: one borrowed from it) inside a transaction that
+    commits when the block ends and rolls back when it raises."""
+    async with borrow(target) as conn:
+        with translate_errors():
+            async with conn.transaction():
+                yield conn
