@@ -1,12 +1,14 @@
-"""The caller's transaction, whatever holds it: a psycopg connection, or an SQLAlchemy
-connection or session running on psycopg 3.
+"""The caller's transaction, whatever holds it: a psycopg connection, an SQLAlchemy
+connection or session running on psycopg 3, or a Django connection (sync).
 
 ``client.enqueue(..., tx=...)`` adds the job in the caller's transaction. With SQLAlchemy
 that transaction lives on the psycopg connection under the session (``postgresql+psycopg``
 URLs, sync or async engines): :func:`async_connection` and :func:`sync_connection` find it
 (asking the session for its connection begins its transaction if none is open), so the job
-commits or rolls back with everything else the session does. SQLAlchemy is imported only
-when such an object is given.
+commits or rolls back with everything else the session does. A Django connection
+(``django.db.connection``, ``connections["other"]``) gives the psycopg connection of its
+postgresql backend, in the transaction ``transaction.atomic()`` has open. SQLAlchemy is
+imported only when such an object is given.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from ..errors import ConfigError
 from .rows import AsyncConn, AsyncTarget, SyncConn, borrow, translate_errors
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper as DjangoConnection
     from sqlalchemy import Connection as SAConnection
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
+
 __all__ = ["AsyncTx", "SyncTx", "async_connection", "sync_connection", "transaction"]
 
 AsyncTx: TypeAlias = "psycopg.AsyncConnection[Any] | AsyncSession | SAAsyncConnection"
 """What ``tx=`` of an async enqueue takes."""
-SyncTx: TypeAlias = "psycopg.Connection[Any] | Session | SAConnection"
+SyncTx: TypeAlias = "psycopg.Connection[Any] | Session | SAConnection | DjangoConnection"
 """What ``tx=`` of a sync enqueue takes."""
 
 
@@ -73,6 +77,16 @@ def sync_connection(tx: SyncTx) -> SyncConn:
     """The psycopg ``Connection`` holding ``tx``'s transaction."""
     if isinstance(tx, psycopg.Connection):
         return tx
+    if type(tx).__module__.startswith("django."):  # a connection, or django.db.connection
+        tx.ensure_connection()  # type: ignore[union-attr]
+        raw = tx.connection
+        if not isinstance(raw, psycopg.Connection):
+            raise ConfigError(
+                "tx",
+                f"the Django connection does not run on psycopg 3 ({type(raw).__name__}); "
+                "use the django.db.backends.postgresql backend with psycopg installed",
+            )
+        return raw
     if _from_sqlalchemy(tx):
         from sqlalchemy import Connection
         from sqlalchemy.orm import Session
@@ -84,8 +98,8 @@ def sync_connection(tx: SyncTx) -> SyncConn:
             return driver
     raise ConfigError(
         "tx",
-        f"got {type(tx).__name__}; pass a psycopg Connection, or an SQLAlchemy Session / "
-        "Connection on psycopg 3 (an async one goes to enqueue)",
+        f"got {type(tx).__name__}; pass a psycopg Connection, an SQLAlchemy Session / "
+        "Connection on psycopg 3 (an async one goes to enqueue), or a Django connection",
     )
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "application_name",
     "can_connect",
     "conninfo_from_env",
+    "conninfo_from_parts",
     "conninfo_of",
     "ensure_database",
 ]
@@ -70,6 +71,12 @@ def application_name(conninfo: str, role: str) -> dict[str, str]:
     except psycopg.ProgrammingError:
         return {}
     return {"application_name": f"zodworker:{role}:{os.getpid()}"}
+
+
+def conninfo_from_parts(**parts: str | None) -> str:
+    """A connection string from its parts (``dbname``, ``user``, ``password``, ``host``,
+    ``port``...), leaving out those that are None or empty."""
+    return pq_conninfo.make_conninfo(**{key: value for key, value in parts.items() if value})
 
 
 def conninfo_of(pool: AsyncConnectionPool[Any]) -> str:

@@ -238,11 +238,20 @@ def fetch_sync(
     prepare: bool | None = None,
 ) -> list[Any]:
     """:func:`fetch` for synchronous connections."""
-    with translate_errors(), conn.cursor(row_factory=rows, binary=binary) as cur:
+    with translate_errors(), _sync_cursor(conn, rows, binary) as cur:
         if json_loads is not None:
             set_json_loads(json_loads, cur)
         cur.execute(query, params, prepare=prepare)
         return cur.fetchall() if _row_set(cur) is not None else []
+
+
+def _sync_cursor(conn: SyncConn, rows: RowFactory[Any], binary: bool) -> psycopg.Cursor[Any]:
+    """A server-side-binding cursor on ``conn`` whatever its ``cursor_factory`` (Django's
+    connections make client-side cursors, which cannot return binary rows)."""
+    cur = psycopg.Cursor(conn, row_factory=rows)
+    if binary:
+        cur.format = pq.Format.BINARY
+    return cur
 
 
 def _row_set(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> pq.abc.PGresult | None:
@@ -358,7 +367,7 @@ def fetch_lazy_sync(
     json_loads: Callable[[bytes | str], Any] | None = None,
 ) -> LazyRows:
     """:func:`fetch_lazy` for synchronous connections."""
-    with translate_errors(), conn.cursor(row_factory=rows, binary=True) as cur:
+    with translate_errors(), _sync_cursor(conn, rows, True) as cur:
         if json_loads is not None:
             set_json_loads(json_loads, cur)
         cur.execute(query, params)

@@ -1,0 +1,3 @@
+"""Django management commands of zodworker."""
+
+__all__: list[str] = []
