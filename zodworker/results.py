@@ -289,6 +289,8 @@ class JobHandle(Generic[O]):
         return value
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in self.__slots__:  # copy, pickle, a half-made handle
+            raise AttributeError(name)
         return getattr(self.job, name)
 
     def __repr__(self) -> str:

@@ -106,3 +106,39 @@ def test_plain_return_values_are_kept_when_json_can_hold_them() -> None:
     assert output_text({"a": [1, 2]}) == '{"a":[1,2]}'
     assert output_text(None) is None
     assert output_text(object()) is None  # not JSON: kept as no output, not an error
+
+
+def test_a_handle_reads_as_its_job_and_copies_cleanly() -> None:
+    import copy
+    from datetime import UTC, datetime
+
+    from zodworker import Job
+    from zodworker.results import JobHandle
+
+    now = datetime.now(UTC)
+    job = Job(
+        id=7,
+        task_identifier="t",
+        queue_name="q",
+        payload={"a": 1},
+        priority=0,
+        run_at=now,
+        attempts=0,
+        max_attempts=25,
+        last_error=None,
+        created_at=now,
+        updated_at=now,
+        key="k",
+        locked_at=None,
+        locked_by=None,
+        revision=0,
+        flags=None,
+        task_id=1,
+        job_queue_id=None,
+        is_available=True,
+    )
+    handle: JobHandle[object] = JobHandle(job, None)  # type: ignore[arg-type]
+    assert (handle.id, handle.key, handle.queue_name, handle.payload) == (7, "k", "q", {"a": 1})
+    with pytest.raises(AttributeError):
+        handle.no_such_field  # noqa: B018
+    assert copy.copy(handle).job is job  # copy looks up no dunder through the job

@@ -122,7 +122,7 @@ def enqueue(task: Any, payload: Any, *, using: str = "default", **options: Any) 
 def migrate() -> None:
     """Install or upgrade the zodworker schema in the project's database (what the worker
     does at start; for tests, which get a fresh database, and deploy scripts)."""
-    made = client()
+    made = make_client()  # DATABASES as they are now (a test run renames the database)
     url = made.conninfo
     assert url is not None  # from DATABASES
     asyncio.run(migrate_url(url, made.schema))
