@@ -134,7 +134,7 @@ class ZodWorker(Producer):
             catalog,
             waiter=self._result_waiter,
             sync_states=SyncResultStore(schema).states,
-            conninfo=self._conninfo,
+            conninfo=lambda: self.conninfo,
             poll_interval=_positive(result_poll_interval, "result_poll_interval"),
         )
 
@@ -290,7 +290,10 @@ class ZodWorker(Producer):
     def conninfo(self) -> str | None:
         """The database URL the client uses (None: not known until ``initialize()``
         starts the embedded server)."""
-        return self._conninfo()
+        if self._database is not None:
+            return self._database.conninfo
+        given = None if self._given_pool is None else conninfo_of(self._given_pool)
+        return conninfo_from_env(self._database_url or given)
 
     @property
     def connections(self) -> AsyncConnectionPool[Any]:
@@ -335,12 +338,6 @@ class ZodWorker(Producer):
                 logger=self.logger,
             )
         return self._waiter
-
-    def _conninfo(self) -> str | None:
-        if self._database is not None:
-            return self._database.conninfo
-        given = None if self._given_pool is None else conninfo_of(self._given_pool)
-        return conninfo_from_env(self._database_url or given)
 
     def _require_database(self) -> Database:
         if self._database is None:

@@ -56,7 +56,7 @@ from .lifecycle import Host
 if TYPE_CHECKING:
     from .catalog import TaskCatalog
 
-__all__ = ["JobHandle", "ResultWaiter", "Results", "settle"]
+__all__ = ["JobHandle", "ResultWaiter", "Results", "pending", "settle"]
 
 O = TypeVar("O", default=Any)  # noqa: E741
 
@@ -65,24 +65,30 @@ _CHUNK: Final = 5_000
 PENDING: Final[Any] = object()
 
 
+def pending(state: ResultState) -> bool:
+    """The job is still there and may still run (locked, or attempts left): wait on."""
+    attempts = state.job_attempts
+    return attempts is not None and bool(
+        state.job_locked or attempts < (state.job_max_attempts or 0)
+    )
+
+
 def settle(state: ResultState) -> Any:
     """What a job's state means for a waiter: :data:`PENDING`, a success's output (JSON
     text or None), or the error to raise."""
-    if state.job_attempts is not None:  # the job row is still there
-        max_attempts = state.job_max_attempts or 0
-        if state.job_locked or state.job_attempts < max_attempts:
-            return PENDING
-        if state.outcome in ("failed", "cancelled"):  # what the pool recorded: attempts made
-            return JobFailed(state.job_id, state.outcome, state.last_error, state.attempts)
+    if pending(state):
+        return PENDING
+    if state.outcome in ("failed", "cancelled"):  # the pool recorded it: the attempts made
+        return JobFailed(state.job_id, state.outcome, state.last_error, state.attempts)
+    if state.job_attempts is not None:  # failed for good with no row of ours (Node, operator)
         error = state.job_last_error
         cancelled = error == "cancelled" or (error or "").startswith("JobCancelled")
-        outcome = "cancelled" if cancelled else "failed"
-        return JobFailed(state.job_id, outcome, error, state.job_attempts)
-    if state.outcome is None:
-        return ResultUnavailable(state.job_id)
+        return JobFailed(
+            state.job_id, "cancelled" if cancelled else "failed", error, state.job_attempts
+        )
     if state.outcome == "success":
         return state.output
-    return JobFailed(state.job_id, state.outcome, state.last_error, state.attempts)
+    return ResultUnavailable(state.job_id)
 
 
 Listen = Callable[[], AbstractAsyncContextManager[AsyncIterator[tuple[str, str]]]]
@@ -200,7 +206,7 @@ class ResultWaiter:
                     self._logger.warning("asking for job results failed: %s", exc)
                     break
                 for state in states:
-                    if settle(state) is not PENDING:
+                    if not pending(state):
                         for future in self._waiting.pop(state.job_id, []):
                             if not future.done():
                                 future.set_result(state)
@@ -252,7 +258,7 @@ class Results:
         with listening(conninfo) as listener:
             while True:
                 [state] = self._sync_states(listener.conn, [job_id])
-                if settle(state) is not PENDING:
+                if not pending(state):
                     return self.output(state)
                 left = self.poll_interval
                 if deadline is not None:

@@ -106,7 +106,6 @@ def make_client(**overrides: Any) -> ZodWorker:
     catalog = _catalog(options.pop("catalog"))
     alias = options.pop("database", "default")
     url = options.pop("database_url", None) or database_url(alias)
-    options.setdefault("handle_signals", True)
     return ZodWorker(catalog=catalog, database_url=url, **options)
 
 
