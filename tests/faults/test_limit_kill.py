@@ -66,6 +66,20 @@ def test_a_killed_worker_frees_its_slots_with_its_lease_and_nothing_runs_twice(
         within=90,
         what="every job finished",
     )
+    # a handler records its finish before its outcome is written (with the slot's release):
+    # wait for the writes, not just the handlers, before stopping the survivor
+    poll_until(
+        lambda: int(scalar(db_url, "select count(*) from graphile_worker._private_jobs")) == 0,
+        within=30,
+        what="every outcome written",
+    )
+    poll_until(  # freed by the survivor's outcome writes, not by its kill
+        lambda: (
+            int(scalar(db_url, "select count(*) from graphile_worker._zodworker_limit_slots")) == 0
+        ),
+        within=10,
+        what="no slot held",
+    )
     survivor.kill()
     finished = sql(
         db_url, "select job_id, count(*) from limited_runs where finished_at is not null group by 1"
@@ -79,4 +93,3 @@ def test_a_killed_worker_frees_its_slots_with_its_lease_and_nothing_runs_twice(
         spans[key].append((started.timestamp(), end.timestamp()))
     most = max(most_at_once(key_spans) for key_spans in spans.values())
     assert most <= PER_KEY
-    assert int(scalar(db_url, "select count(*) from graphile_worker._zodworker_limit_slots")) == 0
