@@ -28,6 +28,7 @@ from .rows import (
     Params,
     fetch,
     fetch_lazy,
+    int_array,
     is_connection_error,
     job_rows,
     run_pipelined,
@@ -197,7 +198,7 @@ class WorkerStore:
         statements = [(self._queries[name], params)]
         statements += [(self._queries[other], values) for other, values in then]
         if mine:
-            release = {"ids": mine, "owner": owner}
+            release = {"ids": int_array(mine), "owner": owner}
             statements.append((self._queries["release_limited"], release))
         await self._retried(lambda conn: run_pipelined(conn, statements))
         if mine:
@@ -206,14 +207,14 @@ class WorkerStore:
 
     async def complete(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Delete finished jobs still locked by ``owner`` and release their queues."""
-        params = {"ids": ids, "queue_ids": queue_ids, "owner": owner}
+        params = {"ids": int_array(ids), "queue_ids": int_array(queue_ids), "owner": owner}
         await self._written("complete_locked_jobs", params, owner, ids)
 
     async def fail(self, owner: str, failures: list[Failure], queue_ids: list[int]) -> None:
         """Record failures of jobs still locked by ``owner``; each retries after
         exp(min(attempts, 10)) seconds. Releases their queues."""
         encoded = _failures_encoder.encode(failures).decode()
-        params = {"failures": encoded, "queue_ids": queue_ids, "owner": owner}
+        params = {"failures": encoded, "queue_ids": int_array(queue_ids), "owner": owner}
         ids = [failure.id for failure in failures]
         kept = [failure for failure in failures if failure.record]
         if not kept:
@@ -235,10 +236,10 @@ class WorkerStore:
         result waiters are told."""
         ids = [job_id for job_id, _, _ in done]
         params = {
-            "ids": ids,
+            "ids": int_array(ids),
             "outputs": [output for _, output, _ in done],
             "durations": [duration for _, _, duration in done],
-            "queue_ids": queue_ids,
+            "queue_ids": int_array(queue_ids),
             "owner": owner,
         }
         await self._written("complete_recorded_jobs", params, owner, ids)
@@ -270,13 +271,18 @@ class WorkerStore:
         the attempt their fetch counted and recording no error; release their queues."""
         ids = [job_id for job_id, _ in snoozes]
         seconds = [wait for _, wait in snoozes]
-        params = {"ids": ids, "seconds": seconds, "queue_ids": queue_ids, "owner": owner}
+        params = {
+            "ids": int_array(ids),
+            "seconds": seconds,
+            "queue_ids": int_array(queue_ids),
+            "owner": owner,
+        }
         await self._written("snooze_jobs", params, owner, ids)
 
     async def return_jobs(self, owner: str, ids: list[int], queue_ids: list[int]) -> None:
         """Unlock jobs fetched under ``owner`` but never started (or aborted), giving back
         their attempt; release their queues."""
-        params = {"ids": ids, "queue_ids": queue_ids, "owner": owner}
+        params = {"ids": int_array(ids), "queue_ids": int_array(queue_ids), "owner": owner}
         await self._written("return_jobs", params, owner, ids)
 
     async def return_unknown(self, owner: str, known: set[int]) -> list[int]:
