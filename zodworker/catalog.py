@@ -208,13 +208,13 @@ def build_specs(catalog: TaskCatalog, items: Sequence[tuple[object, Any]]) -> li
             valid, payloads = spec.codec.validate_many(
                 [items[i][1] for i in indices], task=spec.identifier
             )
-            mode, limits = spec.job_key_mode, spec.limits
-            if limits:
+            mode, limits, template = spec.job_key_mode, spec.limits, spec.template
+            if limits or callable(spec.queue_name) or callable(spec.job_key):
                 for i, one, payload in zip(indices, valid, payloads, strict=True):
                     built[i] = (_job(spec, one, payload), mode, _bound(limits, one))
-            else:  # the common case: no per-item work for limits
-                for i, one, payload in zip(indices, valid, payloads, strict=True):
-                    built[i] = (_job(spec, one, payload), mode, ())
+            else:  # the common case: a copy of the task's job with the payload, nothing else
+                for i, payload in zip(indices, payloads, strict=True):
+                    built[i] = (_replace(template, payload=payload), mode, ())
     except PayloadValidationError:
         for (_, payload), spec in zip(items, specs, strict=True):  # the first one's error
             spec.codec.validate(payload, task=spec.identifier)

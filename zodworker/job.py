@@ -215,6 +215,30 @@ def check_spec(spec: JobSpec, prefix: str = "") -> None:
     ``prefix`` is prepended to field names (``"specs[3]."``) so batch errors point at the
     offending element.
     """
+    identifier, queue, key = spec.identifier, spec.queue_name, spec.job_key
+    priority, attempts = spec.priority, spec.max_attempts
+    if (  # the common case in one expression (~2x quicker per spec); else field by field
+        type(identifier) is str
+        and 0 < len(identifier) <= MAX_IDENTIFIER_LENGTH
+        and "\x00" not in identifier
+        and (queue is None or (type(queue) is str and 0 < len(queue) <= MAX_QUEUE_NAME_LENGTH))
+        and (key is None or (type(key) is str and 0 < len(key) <= MAX_JOB_KEY_LENGTH))
+        and (queue is None or "\x00" not in queue)
+        and (key is None or "\x00" not in key)
+        and (
+            priority is None
+            or (type(priority) is int and _SMALLINT_MIN <= priority <= _SMALLINT_MAX)
+        )
+        and (attempts is None or (type(attempts) is int and 1 <= attempts <= _SMALLINT_MAX))
+        and spec.run_at is None
+        and spec.flags is None
+    ):
+        return
+    _check_fields(spec, prefix)
+
+
+def _check_fields(spec: JobSpec, prefix: str) -> None:
+    """:func:`check_spec` field by field, naming the first field that is wrong."""
     _check_text(prefix + "identifier", spec.identifier, MAX_IDENTIFIER_LENGTH, optional=False)
     _check_text(prefix + "queue_name", spec.queue_name, MAX_QUEUE_NAME_LENGTH, optional=True)
     _check_text(prefix + "job_key", spec.job_key, MAX_JOB_KEY_LENGTH, optional=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zodworker import JobSpec, JobSpecError, PayloadEncodeError
-from zodworker.job import check_key_mode, check_spec, encode_payload
+from zodworker.job import _check_fields, check_key_mode, check_spec, encode_payload
 
 text_ok = st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s)
 aware = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))]))
@@ -44,6 +45,74 @@ valid_specs = st.builds(
 def test_valid_specs_pass(spec: JobSpec) -> None:
     check_spec(spec)
     encode_payload(spec.payload)
+
+
+# Near the edges of every limit, wrong types (bool is an int; str subclasses), NULs.
+class _Text(str):
+    pass
+
+
+edgy_text = st.one_of(
+    st.none(),
+    st.just(""),
+    st.text(max_size=3),
+    st.integers(126, 130).map(lambda n: "q" * n),
+    st.integers(510, 514).map(lambda n: "k" * n),
+    st.just("a\x00b"),
+    st.just(_Text("sub")),
+    st.integers(),
+)
+edgy_int = st.one_of(
+    st.none(),
+    st.integers(-32770, -32766),
+    st.integers(-2, 2),
+    st.integers(32766, 32769),
+    st.booleans(),
+    st.just(1.0),
+    st.just("5"),
+)
+quick_specs = st.builds(  # what the quick path looks at, all within limits
+    JobSpec,
+    identifier=text_ok,
+    queue_name=st.none() | text_ok,
+    job_key=st.none() | st.text(min_size=1, max_size=512).filter(lambda s: "\x00" not in s),
+    priority=st.none() | st.integers(-32768, 32767),
+    max_attempts=st.none() | st.integers(1, 32767),
+)
+edges = {
+    "identifier": edgy_text,
+    "queue_name": edgy_text,
+    "job_key": edgy_text,
+    "priority": edgy_int,
+    "max_attempts": edgy_int,
+    "run_at": st.none() | aware | st.datetimes(timezones=st.none()),
+    "flags": st.none() | st.lists(text_ok | st.just(""), max_size=2),
+}
+
+
+@st.composite
+def any_specs(draw: st.DrawFn) -> JobSpec:
+    """A spec within limits but for one or two fields, which get a value near an edge."""
+    spec = draw(quick_specs)
+    for field in draw(st.lists(st.sampled_from(sorted(edges)), min_size=1, max_size=2)):
+        spec = msgspec.structs.replace(spec, **{field: draw(edges[field])})
+    return spec
+
+
+def _verdict(check: object, spec: JobSpec) -> str | None:
+    try:
+        check(spec, "")  # type: ignore[operator]
+    except JobSpecError as exc:
+        return str(exc)
+    return None
+
+
+@given(any_specs())
+@settings(max_examples=500)
+def test_the_quick_path_agrees_with_the_field_by_field_check(spec: JobSpec) -> None:
+    # check_spec answers the common case in one expression; whatever it accepts there, the
+    # field-by-field check must accept too, and every refusal names the same field.
+    assert _verdict(check_spec, spec) == _verdict(_check_fields, spec)
 
 
 @given(json_values, st.data())
