@@ -2,7 +2,8 @@
 
     python benchmarks/process.py [--database-url URL] [--pairs 6] [--jobs 20000]
                                  [--latency-samples 200] [--scale 1,2,4,8]
-                                 [--backlog 1000000] [--only throughput,latency]
+                                 [--backlog 1000000] [--backlog-queue 500]
+                                 [--only throughput,latency]
                                  [--quick] [--no-node] [--json FILE] [--profile FILE]
 
 Measures, each system in its own schema (zw_bench / gw_bench) of the same database:
@@ -17,8 +18,8 @@ Measures, each system in its own schema (zw_bench / gw_bench) of the same databa
   UPDATE ... SKIP LOCKED.
 * ``--scale 1,2,4,8``: throughput with that many worker processes (local queue 500), with
   the client connections seen at once and the database's CPU per job.
-* ``--backlog N``: one process draining N jobs (local queue 500); jobs/s per tenth of the
-  drain and the worker's memory every second.
+* ``--backlog N``: one process draining N jobs (local queue 500, or ``--backlog-queue``
+  for both systems); jobs/s per tenth of the drain and the worker's memory every second.
 
 Every measure is taken in ``--pairs`` interleaved pairs (who goes first alternates); the
 result is the median of the per-pair ratios with its spread, and the load average before each
@@ -135,7 +136,9 @@ def throughput_measures(args: argparse.Namespace) -> list[tuple[str, int, int, i
     if args.backlog:
         window = max(args.backlog // 10, 1)
         label = f"backlog of {args.backlog:,}, 1 process"
-        out.append((label, 1, LOCAL_QUEUE, args.backlog, window))
+        if args.backlog_queue != LOCAL_QUEUE:
+            label += f", local queue {args.backlog_queue}"
+        out.append((label, 1, args.backlog_queue, args.backlog, window))
     return out
 
 
@@ -225,6 +228,7 @@ def report(results: Results, args: argparse.Namespace) -> dict[str, Any]:
         f"\n{SETTINGS}\n  workload  throughput: --jobs {args.jobs}; latency: "
         f"{args.latency_samples} jobs per run after {args.warmup} warm-up, "
         f"{args.interval_ms:g} ms apart"
+        + (f"; backlog: local queue {args.backlog_queue} for both" if args.backlog else "")
     )
     summary["loads"] = results.loads
     summary["dropped"] = results.dropped
@@ -373,6 +377,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backlog", type=int, default=0, help="also drain this many queued jobs (e.g. 1000000)"
+    )
+    parser.add_argument(
+        "--backlog-queue",
+        type=int,
+        default=LOCAL_QUEUE,
+        help=f"local queue size of both systems in the backlog run (default {LOCAL_QUEUE})",
     )
     parser.add_argument(
         "--quick",

@@ -363,6 +363,8 @@ def zw_worker_main(argv: list[str]) -> None:
             fail_job_batch_delay=0,
             handle_signals=False,
             history=os.environ.get("ZW_BENCH_HISTORY") == "1",  # benchmarks/history.py
+            # experiments: "always" / "never" instead of the default "auto"
+            local_queue_fetch_ahead=os.environ.get("ZW_BENCH_FETCH_AHEAD", "auto"),  # type: ignore[arg-type]
         )
         # Node has loaded all of graphile-worker before it says "ready"; anyio imports its
         # asyncio backend on first use, so load it now to keep import time off the clock.
