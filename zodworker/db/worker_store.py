@@ -77,7 +77,7 @@ class WorkerStore:
 
     __slots__ = (
         "_connections",
-        "_jobs",
+        "_fetched",
         "_limited",
         "_queries",
         "lease_id",
@@ -92,7 +92,8 @@ class WorkerStore:
         """The lease this pool fetches under (a new one after a lease was lost)."""
         self.task_names: dict[int, str] = {}
         """task id -> identifier, for the tasks this pool runs (updated in place)."""
-        self._jobs = job_rows(self.task_names)
+        # the fetch's rows: payloads decoded by msgspec in the row factory (rows.fetch_lazy)
+        self._fetched = job_rows(self.task_names, payload_json=msgspec.json.decode)
         self._limited: set[int] = set()  # ids of jobs fetched under limits, until written
         self.on_limited_written: Callable[[], None] = lambda: None
         """Called once slots of limited jobs were freed by an outcome this pool wrote
@@ -154,7 +155,12 @@ class WorkerStore:
         lease = self.lease_id
         params = {"pool_id": lease, "task_ids": task_ids, "forbidden": forbidden, "n": n}
         query = self._queries["get_jobs"]
-        return await self._retried(lambda conn: fetch_lazy(conn, query, params, self._jobs, lease))
+        return await self._retried(lambda conn: self._fetch(conn, query, params, lease))
+
+    def _fetch(
+        self, conn: AsyncConn, query: bytes, params: Params, lease: str
+    ) -> Awaitable[LazyRows]:
+        return fetch_lazy(conn, query, params, self._fetched, lease, raw_payload=True)
 
     async def get_limited_jobs(
         self, task_ids: list[int], forbidden: list[str], n: int
@@ -164,7 +170,7 @@ class WorkerStore:
         lease = self.lease_id
         params = {"pool_id": lease, "task_ids": task_ids, "forbidden": forbidden, "n": n}
         query = self._queries["get_limited_jobs"]
-        jobs = await self._retried(lambda conn: fetch_lazy(conn, query, params, self._jobs, lease))
+        jobs = await self._retried(lambda conn: self._fetch(conn, query, params, lease))
         if jobs:
             self._limited.update(job.id for job in jobs)
         return jobs
