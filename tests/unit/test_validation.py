@@ -3,6 +3,7 @@ rejected with the right field, and the limits match the database's constraints."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
@@ -99,9 +100,9 @@ def any_specs(draw: st.DrawFn) -> JobSpec:
     return spec
 
 
-def _verdict(check: object, spec: JobSpec) -> str | None:
+def _verdict(check: Callable[[JobSpec, str], None], spec: JobSpec) -> str | None:
     try:
-        check(spec, "")  # type: ignore[operator]
+        check(spec, "")
     except JobSpecError as exc:
         return str(exc)
     return None

@@ -355,7 +355,7 @@ def _lazy(cur: Any, make: RowMaker[Any], lease: str, raw_payload: bool = False) 
         return LazyRows(None, 0, make, lease)
     tx = Transformer.from_context(cur)
     tx.set_pgresult(result, format=pq.Format.BINARY)
-    if raw_payload and result.nfields > _PAYLOAD:  # JSON bytes, by the C bytea loader
+    if raw_payload:  # a job row's payload as JSON bytes, by the C bytea loader
         types = [result.ftype(column) for column in range(result.nfields)]
         types[_PAYLOAD] = _BYTEA_OID
         tx.set_loader_types(types, pq.Format.BINARY)
