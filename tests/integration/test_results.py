@@ -99,12 +99,15 @@ async def client(db_url: str) -> AsyncIterator[ZodWorker]:
 
 
 async def _hurry(conn: AsyncConn) -> None:
-    """Make retries due at once (the backoff would take seconds)."""
+    """Make retries due at once (the backoff would take seconds). The statement is
+    shielded: a cancel arriving mid-statement would make psycopg close ``conn``, which
+    the test reads afterwards; the cancel lands on the sleep instead."""
     while True:
-        await conn.execute(
-            "update graphile_worker._private_jobs set run_at = now()"
-            " where attempts > 0 and locked_at is null and run_at > now()"
-        )
+        with anyio.CancelScope(shield=True):
+            await conn.execute(
+                "update graphile_worker._private_jobs set run_at = now()"
+                " where attempts > 0 and locked_at is null and run_at > now()"
+            )
         await anyio.sleep(0.05)
 
 
