@@ -80,9 +80,13 @@ class WorkerOptions:
     """Jobs fetched per query and held locally; -1 fetches only for idle slots."""
     local_queue_fetch_ahead: FetchAhead = "auto"
     """With a local queue, fetch the next batch while this one runs, when jobs are started
-    faster than a fetch takes (the buffer then holds up to twice ``local_queue_size``):
+    faster than a fetch takes (the buffer then holds up to twice the batch):
     ``"auto"`` while this is the only live zodworker pool on the schema, ``"always"``, or
     ``"never"`` (fetch only into an empty buffer, as graphile-worker does)."""
+    local_queue_max_size: int | None = None
+    """While fetching ahead, a pool whose slots keep pace with its fetches doubles its batch
+    up to this many jobs, and goes back to ``local_queue_size`` when a fetch finds fewer
+    than it asked (None: 4 x ``local_queue_size``; equal to it: batches never grow)."""
     local_queue_ttl: float = 300.0
     """Locally held jobs not started within this many seconds are returned."""
     local_queue_refetch_delay: float = 0.0
@@ -130,6 +134,12 @@ class WorkerOptions:
         _int(self, "max_contiguous_errors", 1, 1_000_000)
         if self.local_queue_size != -1:
             _int(self, "local_queue_size", 1, 100_000)
+        if self.local_queue_max_size is not None:
+            if self.local_queue_size == -1:
+                raise ConfigError(
+                    "local_queue_max_size", "needs a local queue; set local_queue_size too"
+                )
+            _int(self, "local_queue_max_size", self.local_queue_size, 400_000)
         _seconds(self, "poll_interval", low=0.001)
         _seconds(self, "local_queue_ttl", low=0.001)
         _seconds(self, "local_queue_refetch_delay", low=0.0)
@@ -173,6 +183,13 @@ class WorkerOptions:
             raise ConfigError(
                 "forbidden_flags", "must be a list of strings or a callable returning one"
             )
+
+    @property
+    def batch_cap(self) -> int:
+        """The most jobs one fetch asks for (``local_queue_max_size`` or its default)."""
+        if self.local_queue_max_size is not None:
+            return self.local_queue_max_size
+        return 4 * self.local_queue_size if self.local_queue_size > 0 else self.local_queue_size
 
     @classmethod
     def merged(cls, base: WorkerOptions | None, **overrides: Any) -> WorkerOptions:

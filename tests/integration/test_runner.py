@@ -863,13 +863,14 @@ async def test_jobs_held_locally_past_local_queue_ttl_are_returned(
     assert runs == {busy: 1, other: 1}
 
 
-async def test_fetch_ahead_holds_at_most_twice_the_local_queue_and_stops_when_slots_stall(
+async def test_fetch_ahead_grows_its_batch_holds_at_most_twice_the_cap_and_stops_when_slots_stall(
     conn: AsyncConn, store: Store, db_url: str
 ) -> None:
-    # Quick jobs first, so the pool fetches ahead; then every slot blocks. The pool must hold
-    # no more than its running jobs plus twice local_queue_size, and stop fetching while
-    # nothing starts (a pool of stalled or slow jobs does not hoard jobs other pools could run).
-    concurrency, size = 4, 5
+    # Quick jobs first, so the pool fetches ahead and its batch grows from local_queue_size
+    # towards local_queue_max_size; then every slot blocks. The pool must hold no more than
+    # its running jobs plus twice the largest batch, and stop fetching while nothing starts
+    # (a pool of stalled or slow jobs does not hoard jobs other pools could run).
+    concurrency, size, cap = 4, 5, 20
     await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(3000)])
     release = asyncio.Event()
     started = 0
@@ -883,7 +884,12 @@ async def test_fetch_ahead_holds_at_most_twice_the_local_queue_and_stops_when_sl
     events = Events()
     log = EventLog(events)
     opts = options(
-        db_url, concurrency=concurrency, local_queue_size=size, poll_interval=0.05, events=events
+        db_url,
+        concurrency=concurrency,
+        local_queue_size=size,
+        local_queue_max_size=cap,
+        poll_interval=0.05,
+        events=events,
     )
     async with running({"t": handler}, opts) as pool:
 
@@ -893,6 +899,8 @@ async def test_fetch_ahead_holds_at_most_twice_the_local_queue_and_stops_when_sl
         await wait_until(stalled, within=30, what="every slot to block")
         fetches = log.named("worker:getJob:start")
         assert any(e.data["buffered"] > 0 for e in fetches), "quick jobs were fetched ahead"
+        asked = {e.data["want"] for e in fetches}
+        assert max(asked) > size and asked <= {5, 10, 20}, asked  # doubling, capped
         quiet_since = [len(fetches), time.monotonic()]
 
         async def quiet() -> bool:  # no fetch for 20 poll intervals
@@ -905,12 +913,43 @@ async def test_fetch_ahead_holds_at_most_twice_the_local_queue_and_stops_when_sl
         held = await scalar(
             conn, f"select count(*) from {JOBS} where locked_by = %s", (pool.pool_id,)
         )
-        assert concurrency + size <= held <= concurrency + 2 * size
+        assert concurrency + size <= held <= concurrency + 2 * cap
         most = max(e.data["buffered"] for e in log.named("worker:getJob:start"))
-        assert most <= size, f"a fetch started while {most} jobs were held"
+        assert most <= cap, f"a fetch started while {most} jobs were held"
         release.set()
         await wait_until(lambda: _no_jobs(conn), within=30, what="every job to run")
-    assert started == 3000
+        await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(50)])
+        await wait_until(lambda: _no_jobs(conn), within=30, what="the later jobs to run")
+    assert started == 3050
+    # a fetch that found nothing puts the batch back to local_queue_size
+    names = [e.name for e in log.events if e.name.startswith("worker:getJob:")]
+    starts = [e for e in log.events if e.name == "worker:getJob:start"]
+    after_empty = [
+        starts[names[: i + 1].count("worker:getJob:start")]
+        for i, name in enumerate(names)
+        if name == "worker:getJob:empty" and names[i + 1 :].count("worker:getJob:start")
+    ]
+    assert after_empty and {e.data["want"] for e in after_empty} == {size}
+
+
+async def test_a_batch_cap_equal_to_the_local_queue_keeps_every_fetch_at_that_size(
+    conn: AsyncConn, store: Store, db_url: str
+) -> None:
+    # The same quick jobs, with local_queue_max_size = local_queue_size: fetch-ahead still
+    # runs, the batch never grows.
+    await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(1000)])
+
+    async def handler(payload: Any, helpers: JobHelpers) -> None:
+        return None
+
+    events = Events()
+    log = EventLog(events)
+    opts = options(db_url, concurrency=4, local_queue_size=5, local_queue_max_size=5, events=events)
+    async with running({"t": handler}, opts):
+        await wait_until(lambda: _no_jobs(conn), within=30, what="every job to run")
+    fetches = log.named("worker:getJob:start")
+    assert any(e.data["buffered"] > 0 for e in fetches), "quick jobs were fetched ahead"
+    assert {e.data["want"] for e in fetches} == {5}
 
 
 async def test_a_job_whose_row_cannot_be_decoded_does_not_stop_its_batch_or_the_pool(

@@ -10,18 +10,27 @@ in :meth:`LocalQueue.take`. It fetches again when
 * results were written (their named queues are free again),
 * ``poll_interval`` passes (future ``run_at``, retries, lost notifications).
 
-Fetch-ahead (``local_queue_fetch_ahead``) keeps the database busy while the
-pool runs the batch it has: the next batch is fetched while the buffer still holds as many
-jobs as the slots would start in about two fetches' time (the rate jobs were handed out since
-the previous fetch times how long that fetch took, times two), at most ``local_queue_size``.
-A pool busy with quick jobs thus fetches batch N+1 as soon as batch N arrives (the buffer
-holds up to twice ``local_queue_size``); a pool of slow jobs, or one that was idle, fetches
-only when its buffer is empty, as without fetch-ahead, and so holds back no more jobs from
-other pools than it needs. In ``"auto"`` mode (the default) only a pool that is alone
-fetches ahead (it counts the live leases at start and every 10 s): with several pools, each
-one's fetches keep the database busy while the others run jobs, and one more fetch in flight
-per pool only adds lock contention at the head of the jobs index (measured: 2 processes on
-2 cores ran 12% slower with it). ``"always"`` and ``"never"`` override that.
+Fetch-ahead (``local_queue_fetch_ahead``) keeps the database busy while the pool runs the
+batch it has: the next batch is fetched while the buffer still holds as many jobs as the
+slots would start in about two fetches' time (the rate jobs were handed out since the
+previous fetch times how long that fetch took, times two), at most one batch. A pool busy
+with quick jobs thus fetches batch N+1 as soon as batch N arrives; a pool of slow jobs, or
+one that was idle, fetches only when its buffer is empty, as without fetch-ahead, and so
+holds back no more jobs from other pools than it needs. In ``"auto"`` mode (the default)
+only a pool that is alone fetches ahead (it counts the live leases at start and every
+10 s): with several pools, each one's fetches keep the database busy while the others run
+jobs, and one more fetch in flight per pool only adds lock contention at the head of the
+jobs index (measured: 2 processes on 2 cores ran 12% slower with it). ``"always"`` and
+``"never"`` override that.
+
+The batch follows the pace (:func:`next_batch`): while fetching ahead, when the slots start
+a whole batch in about two fetches' time and the fetch came back full, the next batch is
+twice as big, up to ``local_queue_max_size``; it halves when the pace drops below half a
+batch, and is ``local_queue_size`` again after a fetch that found fewer jobs than it asked
+for. The buffer holds at most twice the batch. A fetch costs more than the rows it claims
+(a round trip, planning and, once many jobs were claimed, a walk over the dead index
+entries they left at the head of the jobs index until vacuum clears them), so quick jobs
+run faster in bigger batches (figures in docs/performance.md).
 
 A fetch that returns fewer jobs than asked means "no more for now" until one of those
 happens; ``local_queue_refetch_delay`` can hold the next fetch back a little. Buffered jobs
@@ -55,7 +64,22 @@ from ..db.rows import is_connection_error
 from ..errors import ConfigError
 from ..job import Job
 
-__all__ = ["LocalQueue"]
+__all__ = ["LocalQueue", "next_batch"]
+
+
+def next_batch(batch: int, base: int, cap: int, *, pace: float, full: bool) -> int:
+    """The size of the next fetch of a pool fetching ahead, after one of ``batch`` jobs
+    that came back ``full`` (or not), when the slots start ``pace`` jobs in about two
+    fetches' time: twice ``batch`` when the pace keeps up with it, half when it is below
+    half a batch, ``base`` after a fetch that found fewer jobs than asked; always within
+    ``base`` .. ``cap``."""
+    if not full:
+        return base
+    if pace >= batch:
+        return min(cap, 2 * batch)
+    if 2 * pace < batch:
+        return max(base, batch // 2)
+    return batch
 
 
 class LocalQueue:
@@ -106,6 +130,7 @@ class LocalQueue:
         self._handed_mark = 0  # ... at the end of the previous fetch
         self._mark_time = 0.0  # when the previous fetch ended
         self._alone = True  # no other live pool (fetch-ahead is for a lone pool)
+        self._batch = options.local_queue_size  # jobs a fetch asks for (see next_batch)
 
     @property
     def buffered(self) -> int:
@@ -151,6 +176,7 @@ class LocalQueue:
         self._alone = count <= 1
         if not self._alone and self._options.local_queue_fetch_ahead == "auto":
             self._ahead = 0
+            self._batch = self._options.local_queue_size
 
     def pause(self) -> None:
         """Fetch nothing until :meth:`resume` (the pool has no valid lease)."""
@@ -184,7 +210,7 @@ class LocalQueue:
         """How many jobs to fetch now."""
         if self._stopping or self._paused:
             return 0
-        size = self._options.local_queue_size
+        size = self._batch
         if size > 0:
             if self._buffer:
                 return size if len(self._buffer) <= self._ahead else 0
@@ -221,7 +247,7 @@ class LocalQueue:
                         await asyncio.wait_for(self._stopped.wait(), min(30.0, 0.1 * 2**errors))
                     continue
                 errors = 0
-                self._plan_ahead(started)
+                self._plan_ahead(started, full=len(jobs) >= want)
                 if len(jobs) < want and not self._wake.is_set():  # keep a wake-up meanwhile
                     self._maybe_more = False
                     last_partial = time.monotonic()
@@ -237,18 +263,23 @@ class LocalQueue:
                 self._maybe_more = True
             self._expire_buffered()
 
-    def _plan_ahead(self, started: float) -> None:
-        """After a fetch: how low the buffer may run before the next one (see the module
-        docs); 0, fetching only into an empty buffer, when fetch-ahead is off."""
-        size = self._options.local_queue_size
-        mode = self._options.local_queue_fetch_ahead
-        if mode == "never" or (mode == "auto" and not self._alone) or size <= 0:
+    def _plan_ahead(self, started: float, *, full: bool) -> None:
+        """After a fetch: how low the buffer may run before the next one, and how big that
+        one is (see the module docs); 0, fetching only into an empty buffer, when
+        fetch-ahead is off."""
+        options = self._options
+        mode = options.local_queue_fetch_ahead
+        if mode == "never" or (mode == "auto" and not self._alone) or self._batch <= 0:
             return
         now = time.monotonic()
         span = now - self._mark_time
         rate = (self._handed - self._handed_mark) / span if span > 0 else 0.0
         self._handed_mark, self._mark_time = self._handed, now
-        self._ahead = min(size, int(2 * rate * (now - started)))
+        pace = 2 * rate * (now - started)  # jobs the slots start in about two fetches' time
+        self._batch = next_batch(
+            self._batch, options.local_queue_size, options.batch_cap, pace=pace, full=full
+        )
+        self._ahead = min(self._batch, int(pace))
 
     def _fetch_failed(self, exc: Exception, errors: int) -> bool:
         """Report a failed fetch; True when it was one too many (the pool stops)."""
