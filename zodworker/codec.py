@@ -3,6 +3,12 @@
 A payload type is a pydantic model, a msgspec Struct, or any type pydantic can validate (a
 dataclass, a TypedDict...). :class:`PayloadCodec` holds the compiled validator and serializer
 of one type; the catalog (:mod:`zodworker.catalog`) gives each task one.
+
+NaN and infinities are refused (:class:`~zodworker.errors.PayloadEncodeError`) by the
+encoder every payload goes through: JSON has no such numbers. pydantic's JSON-mode dump
+keeps them in typed ``float`` fields but by default turns them into ``null`` inside ``Any``
+(and ``object``) fields, out of the encoder's sight; the codec's serializer is built with
+``ser_json_inf_nan="constants"``, which keeps them there too, so that they are refused alike.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import pydantic
+import pydantic_core
 
 from .errors import PayloadValidationError
 
@@ -34,10 +41,10 @@ class PayloadCodec(Generic[P]):
             self._adapter = adapter = pydantic.TypeAdapter(payload_type)
             # the compiled validator and serializer, without TypeAdapter's per-call wrapping
             self._validate = adapter.validator.validate_python
-            self._dump = adapter.serializer.to_python
+            self._dump = _serializer(adapter)
             many = pydantic.TypeAdapter(list[payload_type])  # type: ignore[valid-type]
             self._validate_many = many.validator.validate_python
-            self._dump_many = many.serializer.to_python
+            self._dump_many = _serializer(many)
 
     def validate(self, value: Any, *, task: str) -> P:
         """``value`` (an instance, or JSON-like data) as a valid payload; else raise
@@ -85,3 +92,10 @@ class PayloadCodec(Generic[P]):
             for value in values:  # raises the first one's error, as one by one would
                 self.validate(value, task=task)
             raise
+
+
+def _serializer(adapter: pydantic.TypeAdapter[Any]) -> Any:
+    """The adapter's compiled ``to_python``, keeping NaN and infinities everywhere (see the
+    module docs)."""
+    config = pydantic_core.CoreConfig(ser_json_inf_nan="constants")
+    return pydantic_core.SchemaSerializer(adapter.core_schema, config).to_python

@@ -223,6 +223,8 @@ class JobSpecError(ZodworkerError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message
+        """What was wrong and how to fix it (the message without the field)."""
 
 
 class PayloadEncodeError(JobSpecError):

@@ -118,15 +118,18 @@ def encode_payload(payload: Any, field: str = "payload") -> str:
     return encode_checked(payload, payload, field).decode("utf-8")
 
 
-def encode_checked(value: Any, payload: Any, field: str) -> bytes:
+def encode_checked(value: Any, payload: Any, field: str, *, nul_ok: bool = False) -> bytes:
     """Encode ``value`` (which holds ``payload``, or is it) with the checks of
-    :func:`encode_payload`; errors name ``field`` and the path inside the payload."""
+    :func:`encode_payload`; errors name ``field`` and the path inside the payload.
+    ``nul_ok``: NUL characters pass (for JSON stored as ``json``, which keeps ``\\u0000``)."""
     try:
         encoded = _encoder.encode(value)
         # NaN and infinities become null; typed payloads hold nulls all the time, so a null
         # is followed up by a cheap exact test before the payload is walked.
-        if b"\\u0000" in encoded or (b"null" in encoded and _may_hold_non_finite(payload)):
-            _refuse_lossy(msgspec.to_builtins(payload), field)
+        if (b"\\u0000" in encoded and not nul_ok) or (
+            b"null" in encoded and _may_hold_non_finite(payload)
+        ):
+            _refuse_lossy(msgspec.to_builtins(payload), field, nul_ok=nul_ok)
     except PayloadEncodeError:
         raise
     except RecursionError:
@@ -152,7 +155,7 @@ def _may_hold_non_finite(value: Any) -> bool:
     return _NON_FINITE.search(packed) is not None
 
 
-def _refuse_lossy(value: Any, path: str) -> None:
+def _refuse_lossy(value: Any, path: str, *, nul_ok: bool = False) -> None:
     """Raise :class:`PayloadEncodeError` at the first NaN/infinity or NUL in ``value``."""
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -160,20 +163,20 @@ def _refuse_lossy(value: Any, path: str) -> None:
                 path, f"is {value}, which JSON cannot represent; use null, a string or a number"
             )
     elif isinstance(value, str):
-        if "\x00" in value:
+        if "\x00" in value and not nul_ok:
             raise PayloadEncodeError(
                 path, "contains a NUL character, which PostgreSQL cannot store; remove it"
             )
     elif isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(key, str) and "\x00" in key:
+            if isinstance(key, str) and "\x00" in key and not nul_ok:
                 raise PayloadEncodeError(
                     path, f"has a key with a NUL character ({key!r}); PostgreSQL cannot store it"
                 )
-            _refuse_lossy(item, f"{path}.{key}")
+            _refuse_lossy(item, f"{path}.{key}", nul_ok=nul_ok)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _refuse_lossy(item, f"{path}[{index}]")
+            _refuse_lossy(item, f"{path}[{index}]", nul_ok=nul_ok)
 
 
 def _check_text(field: str, value: object, limit: int, *, optional: bool) -> None:

@@ -27,7 +27,14 @@ import msgspec
 
 from .catalog import PayloadCodec, TaskDef
 from .cron.recurring import Recurring, decode_tick
-from .errors import ConfigError, OutputValidationError, PayloadValidationError, PermanentFailure
+from .errors import (
+    ConfigError,
+    OutputValidationError,
+    PayloadEncodeError,
+    PayloadValidationError,
+    PermanentFailure,
+)
+from .job import encode_checked
 from .tracing import Tracing, strip_trace
 from .worker.helpers import JobHelpers
 from .worker.tasks import Task
@@ -100,9 +107,6 @@ def _then(
     return call
 
 
-_encode_json = msgspec.json.Encoder().encode
-
-
 def output_encoder(codec: PayloadCodec[Any], task: str) -> Callable[[Any], msgspec.Raw]:
     """Validates a handler's return value against the task's output type and encodes it
     (``msgspec.Raw``, JSON); raises :class:`OutputValidationError` naming the field."""
@@ -110,10 +114,15 @@ def output_encoder(codec: PayloadCodec[Any], task: str) -> Callable[[Any], msgsp
     def encode(value: Any) -> msgspec.Raw:
         try:
             valid = codec.validate(value, task=task)
+            data = codec.to_json(valid)
+            # kept as json, which holds NUL characters; NaN and infinities it cannot
+            return msgspec.Raw(encode_checked(data, data, "payload", nul_ok=True))
         except PayloadValidationError as exc:
             field = "output" if exc.path == "payload" else exc.path
             raise OutputValidationError(task, field, exc.detail) from exc
-        return msgspec.Raw(_encode_json(codec.to_json(valid)))
+        except PayloadEncodeError as exc:  # NaN, infinity, nesting too deep
+            field = "output" if exc.field == "payload" else exc.field.removeprefix("payload.")
+            raise OutputValidationError(task, field, exc.reason) from exc
 
     return encode
 

@@ -21,6 +21,7 @@ from zodworker import (
     Cleanup,
     ConfigError,
     JobHelpers,
+    PayloadEncodeError,
     PayloadValidationError,
     TaskCatalog,
     ZodWorker,
@@ -127,6 +128,46 @@ async def test_validation_errors_name_the_field_and_write_nothing(
         await client.enqueue("startRn", {"id": "x"}, tx=conn)
     assert isinstance(unknown.value, LookupError)
     assert await count_jobs(conn) == 0
+
+
+class Measure(BaseModel):
+    score: float = 0.0
+    meta: dict[str, Any] = {}
+
+
+class Metrics(TaskCatalog):
+    measure = task(Measure)
+
+
+@pytest.mark.parametrize("many", [False, True])
+async def test_nan_and_infinity_are_refused_in_typed_and_untyped_fields_alike(
+    db_url: str, many: bool
+) -> None:
+    # JSON has no NaN or infinity: the store refuses them, and so must the typed client, in a
+    # float field (kept by pydantic's dump) and inside an Any field (which pydantic's JSON
+    # dump would silently turn into null), before any SQL, leaving the transaction usable.
+    bad = [
+        (Measure(score=float("nan")), "payload.score"),
+        (Measure(meta={"rates": [1.0, {"peak": float("inf")}]}), "payload.meta.rates[1].peak"),
+        ({"meta": {"low": -float("inf")}}, "payload.meta.low"),
+    ]
+    async with (
+        ZodWorker(catalog=Metrics(), database_url=db_url) as client,
+        await psycopg.AsyncConnection.connect(db_url) as conn,  # the caller's transaction
+    ):
+        await client.enqueue(Metrics.measure, Measure(meta={"x": None, "y": 1.5}), tx=conn)
+        for payload, field in bad:
+            with pytest.raises(PayloadEncodeError) as info:
+                if many:
+                    items = [(Metrics.measure, Measure()), (Metrics.measure, payload)]
+                    await client.enqueue_many(items, tx=conn)
+                else:
+                    await client.enqueue(Metrics.measure, payload, tx=conn)
+            assert info.value.field == (f"specs[1].{field}" if many else field)
+        assert await count_jobs(conn) == 1
+        await conn.commit()
+        cur = await conn.execute("select payload from graphile_worker._private_jobs")
+        assert await cur.fetchall() == [({"score": 0.0, "meta": {"x": None, "y": 1.5}},)]
 
 
 async def test_defaults_overlay_not_given_none_and_zero(client: ZodWorker, conn: AsyncConn) -> None:

@@ -58,6 +58,11 @@ class Sized(msgspec.Struct):
     n: int
 
 
+class Ratio(BaseModel):
+    value: float
+    extra: dict[str, Any] = {}
+
+
 async def resize(payload: Resize, helpers: JobHelpers) -> Any:
     if helpers.job.attempts <= payload.fail_times:
         raise RuntimeError(f"flaky storage on attempt {helpers.job.attempts}")
@@ -74,6 +79,12 @@ async def linger(payload: Resize, helpers: JobHelpers) -> None:
     await helpers.abort_signal.wait()
 
 
+async def ratio(payload: Resize, helpers: JobHelpers) -> Ratio:
+    if payload.wide:
+        return Ratio(value=1.0, extra={"spread": [0.5, float("inf")]})
+    return Ratio(value=float("nan"))
+
+
 def count(payload: Sized, helpers: JobHelpers) -> Sized:
     return Sized(n=payload.n * 2)
 
@@ -87,6 +98,7 @@ class Media(TaskCatalog):
     refuse = task(Resize, refuse, output=Resized)
     linger = task(Resize, linger, output=Resized)
     count = task(Sized, count, output=Sized)
+    ratio = task(Resize, ratio, output=Ratio)
     plain = task(Resize, plain)
 
 
@@ -173,6 +185,22 @@ async def test_a_wrong_return_value_fails_the_job_naming_the_field(
     )
     attempts, max_attempts, last_error = await cur.fetchone() or (None, None, None)
     assert attempts == max_attempts and "output.width" in last_error
+
+
+@pytest.mark.parametrize(
+    ("wide", "field"), [(False, "output.value"), (True, "output.extra.spread[1]")]
+)
+async def test_an_output_json_cannot_hold_fails_the_job_naming_the_field(
+    client: ZodWorker, wide: bool, field: str
+) -> None:
+    # NaN or infinity in a float field, or inside an Any field (where pydantic's JSON dump
+    # would store null): refused like a wrong value, not stored as something else
+    handle = await client.enqueue(Media.ratio, Resize(url="s3://r", wide=wide))
+    with pytest.raises(JobFailed) as failed:
+        await handle.result(timeout=10)
+    error = failed.value.last_error or ""
+    assert "OutputValidationError" in error and field in error and "JSON" in error, error
+    assert failed.value.attempts == 1
 
 
 async def test_a_timeout_raises_and_leaves_the_job_alone(db_url: str, conn: AsyncConn) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from zodworker import JobSpec, JobSpecError, PayloadEncodeError
+from zodworker.codec import PayloadCodec
 from zodworker.job import _check_fields, check_key_mode, check_spec, encode_payload
 
 text_ok = st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s)
@@ -116,12 +119,9 @@ def test_the_quick_path_agrees_with_the_field_by_field_check(spec: JobSpec) -> N
     assert _verdict(check_spec, spec) == _verdict(_check_fields, spec)
 
 
-@given(json_values, st.data())
-def test_a_value_json_or_postgresql_would_not_keep_is_refused_with_its_path(
-    payload: object, data: st.DataObject
-) -> None:
-    """Plant NaN, an infinity or a NUL character somewhere in a valid payload: it is refused,
-    and the error's field is the path that leads to it."""
+def _plant(payload: object, data: st.DataObject) -> tuple[object, str]:
+    """``payload`` with NaN, an infinity or a NUL character planted somewhere in it, and the
+    path to that place (``[1].key``...)."""
     bad = data.draw(lossy)
     path: list[str | int] = []
     container: object = payload
@@ -141,10 +141,41 @@ def test_a_value_json_or_postgresql_would_not_keep_is_refused_with_its_path(
         path.append(len(container) - 1)
     else:
         payload, path = bad, []
+    return payload, "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+@given(json_values, st.data())
+def test_a_value_json_or_postgresql_would_not_keep_is_refused_with_its_path(
+    payload: object, data: st.DataObject
+) -> None:
+    """Plant NaN, an infinity or a NUL character somewhere in a valid payload: it is refused,
+    and the error's field is the path that leads to it."""
+    payload, path = _plant(payload, data)
     with pytest.raises(PayloadEncodeError) as info:
         encode_payload(payload)
-    expected = "payload" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-    assert info.value.field == expected
+    assert info.value.field == "payload" + path
+
+
+class Loose(BaseModel):
+    meta: Any = None
+
+
+@given(json_values, st.data())
+def test_the_typed_codec_keeps_what_its_json_dump_would_turn_into_null(
+    payload: object, data: st.DataObject
+) -> None:
+    """In an ``Any`` field pydantic's JSON dump stores NaN and infinities as null by default:
+    the codec's dump keeps them, so the encoder refuses them (and NUL characters) with the
+    path, and it keeps every other value as it is."""
+    codec = PayloadCodec(Loose)
+    assert codec.to_json(codec.validate({"meta": payload}, task="t")) == {"meta": payload}
+    assert codec.validate_many([Loose(meta=payload)], task="t")[1] == [{"meta": payload}]
+    planted, path = _plant(payload, data)
+    one = Loose(meta=planted)
+    for dumped in (codec.to_json(one), codec.validate_many([one], task="t")[1][0]):
+        with pytest.raises(PayloadEncodeError) as info:
+            encode_payload(dumped)
+        assert info.value.field == "payload.meta" + path
 
 
 @given(st.integers().filter(lambda n: not -32768 <= n <= 32767))
