@@ -58,8 +58,8 @@ settings
   zodworker WorkerOptions(concurrency={runs.CONCURRENCY}, local_queue_size={LOCAL_QUEUE} or -1,
             complete_job_batch_delay=0, fail_job_batch_delay=0, handle_signals=False);
             local_queue_fetch_ahead left at "auto": on for 1 process, off for several;
-            local_queue_max_size left at its default (4 x local_queue_size), which a lone
-            process fetching ahead grows its batch to
+            local_queue_max_size left at its default (4 x local_queue_size), which the
+            batch of a process keeping pace with its fetches grows to
   graphile  run({{ concurrency: {runs.CONCURRENCY}, noHandleSignals: true, pollInterval: 2000,
             taskList: {{ noop }}, preset: {{ worker: {{ localQueue: {{ size: {LOCAL_QUEUE} }}
             (omitted for "no local queue"), completeJobBatchDelay: 0, failJobBatchDelay: 0 }} }} }})

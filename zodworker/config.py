@@ -84,9 +84,9 @@ class WorkerOptions:
     ``"auto"`` while this is the only live zodworker pool on the schema, ``"always"``, or
     ``"never"`` (fetch only into an empty buffer, as graphile-worker does)."""
     local_queue_max_size: int | None = None
-    """While fetching ahead, a pool whose slots keep pace with its fetches doubles its batch
-    up to this many jobs, and goes back to ``local_queue_size`` when a fetch finds fewer
-    than it asked (None: 4 x ``local_queue_size``; equal to it: batches never grow)."""
+    """A pool whose slots start a whole batch in about two fetches' time doubles its next
+    batch, up to this many jobs, and goes back to ``local_queue_size`` when a fetch finds
+    fewer than it asked (None: 4 x ``local_queue_size``; equal to it: batches never grow)."""
     local_queue_ttl: float = 300.0
     """Locally held jobs not started within this many seconds are returned."""
     local_queue_refetch_delay: float = 0.0

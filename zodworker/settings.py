@@ -108,7 +108,7 @@ SETTINGS: Final = (
        "with a local queue, fetch the next batch while this one runs (auto: when alone)",
        choices=FETCH_AHEAD),
     _s("local_queue_max_size", "int", None, "worker",
-       "largest batch a pool fetching ahead grows to (default 4 x local_queue_size)"),
+       "largest batch a pool of quick jobs grows to (default 4 x local_queue_size)"),
     _s("local_queue_ttl", "float", 300.0, "worker",
        "seconds a locally held job may wait before it is given back"),
     _s("complete_job_batch_delay", "float", 0.0, "worker",

@@ -994,11 +994,12 @@ async def _no_jobs_but(conn: AsyncConn, job_id: int) -> bool:
     return await scalar(conn, f"select count(*) from {JOBS} where id <> %s", (job_id,)) == 0
 
 
-async def test_in_auto_mode_a_pool_that_is_not_alone_does_not_fetch_ahead(
+async def test_in_auto_mode_a_pool_that_is_not_alone_does_not_fetch_ahead_but_grows_its_batch(
     conn: AsyncConn, store: Store, db_url: str
 ) -> None:
     # The same quick jobs that a lone pool fetches ahead (the test above), run by a pool that
-    # starts while another pool holds a live lease: it fetches only into an empty buffer.
+    # starts while another pool holds a live lease: it fetches only into an empty buffer, in
+    # batches that grow from local_queue_size up to the default cap (4 x 5).
     await store.add_jobs(conn, [JobSpec(identifier="t", payload={"n": n}) for n in range(1000)])
     ran = 0
 
@@ -1012,8 +1013,10 @@ async def test_in_auto_mode_a_pool_that_is_not_alone_does_not_fetch_ahead(
     async with running({"other": handler}, options(db_url)), running({"t": handler}, opts):
         await wait_until(lambda: _no_jobs(conn), within=30, what="every job to run")
     fetches = log.named("worker:getJob:start")
-    assert len(fetches) >= 1000 // 5
+    assert len(fetches) >= 1000 // 20
     assert all(e.data["buffered"] == 0 for e in fetches), "a fetch started with jobs held"
+    asked = {e.data["want"] for e in fetches}
+    assert max(asked) > 5 and asked <= {5, 10, 20}, asked
     assert ran == 1000
 
 

@@ -23,14 +23,16 @@ jobs, and one more fetch in flight per pool only adds lock contention at the hea
 jobs index (measured: 2 processes on 2 cores ran 12% slower with it). ``"always"`` and
 ``"never"`` override that.
 
-The batch follows the pace (:func:`next_batch`): while fetching ahead, when the slots start
-a whole batch in about two fetches' time and the fetch came back full, the next batch is
-twice as big, up to ``local_queue_max_size``; it halves when the pace drops below half a
+The batch follows the pace (:func:`next_batch`), with or without fetch-ahead: when the slots
+start a whole batch in about two fetches' time and the fetch came back full, the next batch
+is twice as big, up to ``local_queue_max_size``; it halves when the pace drops below half a
 batch, and is ``local_queue_size`` again after a fetch that found fewer jobs than it asked
-for. The buffer holds at most twice the batch. A fetch costs more than the rows it claims
-(a round trip, planning and, once many jobs were claimed, a walk over the dead index
-entries they left at the head of the jobs index until vacuum clears them), so quick jobs
-run faster in bigger batches (figures in docs/performance.md).
+for. The buffer holds at most twice the batch (one batch without fetch-ahead). A fetch
+costs more than the rows it claims (a round trip, planning and, once many jobs were
+claimed, a walk over the dead index entries they left at the head of the jobs index until
+vacuum clears them), so quick jobs run faster in bigger batches, and several pools too
+(figures in docs/performance.md); slow jobs never make the pace, so their pools fetch
+``local_queue_size``.
 
 A fetch that returns fewer jobs than asked means "no more for now" until one of those
 happens; ``local_queue_refetch_delay`` can hold the next fetch back a little. Buffered jobs
@@ -176,7 +178,6 @@ class LocalQueue:
         self._alone = count <= 1
         if not self._alone and self._options.local_queue_fetch_ahead == "auto":
             self._ahead = 0
-            self._batch = self._options.local_queue_size
 
     def pause(self) -> None:
         """Fetch nothing until :meth:`resume` (the pool has no valid lease)."""
@@ -264,12 +265,11 @@ class LocalQueue:
             self._expire_buffered()
 
     def _plan_ahead(self, started: float, *, full: bool) -> None:
-        """After a fetch: how low the buffer may run before the next one, and how big that
-        one is (see the module docs); 0, fetching only into an empty buffer, when
-        fetch-ahead is off."""
+        """After a fetch: how big the next one is, and how low the buffer may run before it
+        (see the module docs); 0, fetching only into an empty buffer, when fetch-ahead is
+        off."""
         options = self._options
-        mode = options.local_queue_fetch_ahead
-        if mode == "never" or (mode == "auto" and not self._alone) or self._batch <= 0:
+        if self._batch <= 0:
             return
         now = time.monotonic()
         span = now - self._mark_time
@@ -279,7 +279,9 @@ class LocalQueue:
         self._batch = next_batch(
             self._batch, options.local_queue_size, options.batch_cap, pace=pace, full=full
         )
-        self._ahead = min(self._batch, int(pace))
+        mode = options.local_queue_fetch_ahead
+        if mode == "always" or (mode == "auto" and self._alone):
+            self._ahead = min(self._batch, int(pace))
 
     def _fetch_failed(self, exc: Exception, errors: int) -> bool:
         """Report a failed fetch; True when it was one too many (the pool stops)."""
