@@ -329,6 +329,11 @@ def _stop(procs: list[subprocess.Popen[str]], stderr: IO[str], system: str) -> l
     return reports
 
 
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
 def zw_worker_main(argv: list[str]) -> None:
     """Child process: ``_zw-worker URL SCHEMA CONCURRENCY LOCAL_QUEUE WINDOW [PROFILE]`` (the
     counterpart of graphile_process.mjs's ``worker`` mode)."""
@@ -365,6 +370,8 @@ def zw_worker_main(argv: list[str]) -> None:
             history=os.environ.get("ZW_BENCH_HISTORY") == "1",  # benchmarks/history.py
             # experiments: "always" / "never" instead of the default "auto"
             local_queue_fetch_ahead=os.environ.get("ZW_BENCH_FETCH_AHEAD", "auto"),  # type: ignore[arg-type]
+            # experiments: a batch cap instead of the default 4 x local_queue_size
+            local_queue_max_size=_int_env("ZW_BENCH_MAX_BATCH") if int(local_queue) > 0 else None,
         )
         # Node has loaded all of graphile-worker before it says "ready"; anyio imports its
         # asyncio backend on first use, so load it now to keep import time off the clock.
