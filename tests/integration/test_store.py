@@ -5,6 +5,7 @@ errors, transactions. Every test runs twice, on :class:`Store` (async) and on
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,6 +133,34 @@ async def test_a_keyless_batch_of_known_tasks_comes_back_in_spec_order(
     assert [j.id for j in jobs] == sorted(j.id for j in jobs)
     assert jobs[-1] == jobs[49] and jobs[-1].payload == {"i": 49}
     assert await count_jobs(conn) == 52
+
+
+async def test_a_lean_batch_returns_exactly_the_rows_it_stored(
+    conn: AsyncConn, store: Store
+) -> None:
+    # The lean insert sends no payload back: each returned job's payload is read from the
+    # JSON the store sent. It must be the stored row's, whatever the payload was given as.
+    await store.add_jobs(conn, [JobSpec(identifier="a", queue_name="q1")])  # known: lean
+    when, uid = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), uuid.uuid4()
+    payloads: list[Any] = [
+        None,
+        {},
+        {"when": when, "id": uid, "nested": [1, {"x": None}]},
+        [1, "x", None, 2.5],
+        {"big": 2**60, "tiny": 1e-300, "text": "é\u2028\U0001f600", "quote": '"\\'},
+        "text",
+        7,
+    ]
+    specs = [
+        JobSpec(identifier="a", payload=p, queue_name=["q1", None][i % 2])
+        for i, p in enumerate(payloads)
+    ]
+    jobs = await store.add_jobs(conn, specs)
+    stored = [await store.get_job(conn, job.id) for job in jobs]
+    assert list(jobs) == stored
+    assert jobs[0].payload == {} and jobs[2].payload["when"] == "2026-01-02T03:04:05Z"
+    again = await store.add_jobs(conn, specs)  # read from the last row first this time
+    assert [j.payload for j in reversed(again)] == [j.payload for j in reversed(stored) if j]
 
 
 async def test_replace_mode_updates_the_waiting_job_in_place(conn: AsyncConn, store: Store) -> None:
