@@ -70,11 +70,11 @@ __all__ = ["LocalQueue", "next_batch"]
 
 
 def next_batch(batch: int, base: int, cap: int, *, pace: float, full: bool) -> int:
-    """The size of the next fetch of a pool fetching ahead, after one of ``batch`` jobs
-    that came back ``full`` (or not), when the slots start ``pace`` jobs in about two
-    fetches' time: twice ``batch`` when the pace keeps up with it, half when it is below
-    half a batch, ``base`` after a fetch that found fewer jobs than asked; always within
-    ``base`` .. ``cap``."""
+    """The size of a pool's next fetch, after one of ``batch`` jobs that came back
+    ``full`` (or not), when the slots start ``pace`` jobs in about two fetches' time: twice
+    ``batch`` when the pace keeps up with it, half when it is below half a batch, ``base``
+    (``local_queue_size``) after a fetch that found fewer jobs than asked; always within
+    ``base`` .. ``cap`` (``local_queue_max_size``)."""
     if not full:
         return base
     if pace >= batch:
