@@ -116,13 +116,14 @@ def output_encoder(codec: PayloadCodec[Any], task: str) -> Callable[[Any], msgsp
             valid = codec.validate(value, task=task)
             data = codec.to_json(valid)
             # kept as json, which holds NUL characters; NaN and infinities it cannot
-            return msgspec.Raw(encode_checked(data, data, "payload", nul_ok=True))
+            return msgspec.Raw(encode_checked(data, data, "output", nul_ok=True))
         except PayloadValidationError as exc:
             field = "output" if exc.path == "payload" else exc.path
             raise OutputValidationError(task, field, exc.detail) from exc
         except PayloadEncodeError as exc:  # NaN, infinity, nesting too deep
-            field = "output" if exc.field == "payload" else exc.field.removeprefix("payload.")
-            raise OutputValidationError(task, field, exc.reason) from exc
+            raise OutputValidationError(
+                task, exc.field.removeprefix("output."), exc.reason
+            ) from exc
 
     return encode
 
