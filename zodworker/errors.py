@@ -167,7 +167,12 @@ class OutputValidationError(PermanentFailure):
     for good (running it again would repeat its effects). ``field`` is ``output.<path>``."""
 
     def __init__(self, task: str, field: str, message: str) -> None:
-        name = f"output.{field}" if field != "output" else field
+        if field == "output":
+            name = field
+        elif field.startswith("["):  # an index into a list output
+            name = f"output{field}"
+        else:
+            name = f"output.{field}"
         super().__init__(f"invalid output of task {task!r}: {name}: {message}")
         self.task = task
         self.field = name

@@ -121,9 +121,8 @@ def output_encoder(codec: PayloadCodec[Any], task: str) -> Callable[[Any], msgsp
             field = "output" if exc.path == "payload" else exc.path
             raise OutputValidationError(task, field, exc.detail) from exc
         except PayloadEncodeError as exc:  # NaN, infinity, nesting too deep
-            raise OutputValidationError(
-                task, exc.field.removeprefix("output."), exc.reason
-            ) from exc
+            field = exc.field.removeprefix("output").removeprefix(".") or "output"
+            raise OutputValidationError(task, field, exc.reason) from exc
 
     return encode
 

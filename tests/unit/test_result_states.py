@@ -142,3 +142,19 @@ def test_a_handle_reads_as_its_job_and_copies_cleanly() -> None:
     with pytest.raises(AttributeError):
         handle.no_such_field  # noqa: B018
     assert copy.copy(handle).job is job  # copy looks up no dunder through the job
+
+
+@pytest.mark.parametrize(
+    ("output_type", "value", "field"),
+    [
+        (list[Any], [1.0, float("nan")], "output[1]"),
+        (dict[str, Any], {"a": [float("inf")]}, "output.a[0]"),
+        (float, -float("inf"), "output"),
+    ],
+)
+def test_an_output_json_cannot_hold_is_refused_naming_its_place(
+    output_type: Any, value: Any, field: str
+) -> None:
+    with pytest.raises(OutputValidationError) as info:
+        output_encoder(PayloadCodec(output_type), "t")(value)
+    assert info.value.field == field and "JSON cannot represent" in str(info.value)
