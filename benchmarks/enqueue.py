@@ -1,6 +1,6 @@
 """Enqueue benchmark: zodworker's store vs graphile-worker 0.18, same database, one run.
 
-    python benchmarks/enqueue.py [--database-url URL] [--single 2000] [--batch-total 20000]
+    python benchmarks/enqueue.py [--database-url URL] [--single 2000] [--batch-total 100000]
                                  [--batch-size 1000] [--pairs 6] [--no-node]
 
 Three sides get the same payloads (the reference catalog's workload), each enqueueing into
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--single", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--batch-total", type=int, default=20000)
+    parser.add_argument("--batch-total", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS)
     parser.add_argument("--no-node", action="store_true", help="measure zodworker only")
     args = parser.parse_args()

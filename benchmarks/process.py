@@ -167,11 +167,11 @@ def run_one(
         results.dropped.append(f"pair {pair + 1}, {label}, {system}: {first}")
         print(f"  FAILED, pair dropped from this measure: {exc}", flush=True)
         return
-    table = results.latency if latency else results.throughput
-    results.slot(table, label)[pair][system] = value
     if latency:
-        print(f"  p50 {runs.percentile(value, 50):.2f} ms", flush=True)
+        results.slot(results.latency, label)[pair].update(value)
+        print(f"  p50 {runs.percentile(value[system], 50):.2f} ms", flush=True)
     else:
+        results.slot(results.throughput, label)[pair][system] = value
         print(f"  {value.seconds:.2f}s ({value.rate:,.0f} jobs/s)", flush=True)
 
 
@@ -243,8 +243,13 @@ def _latency_floor(results: Results, summary: dict[str, Any]) -> None:
         return
     print("\nlatency against the raw floor (LISTEN + one claiming UPDATE), per pair:")
     raw = [runs.percentile(r["raw"], 50) for r in floor if "raw" in r]
-    print(f"  raw floor p50 {spread(raw).value(' ms')}")
+    adds = [runs.percentile(r["raw add"], 50) for r in floor if "raw add" in r]
+    print(
+        f"  raw floor p50 {spread(raw).value(' ms')}; of it, the add's own round trip "
+        f"(insert, NOTIFY, commit) {spread(adds).value(' ms')}"
+    )
     summary["raw floor p50 (ms)"] = raw
+    summary["raw add p50 (ms)"] = adds
     for label in (latency_label(LOCAL_QUEUE), latency_label(-1)):
         rows = results.latency.get(label, [])
         for system in ("zodworker", "graphile-worker"):

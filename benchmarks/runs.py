@@ -415,6 +415,7 @@ class _Clock:
 
     def __init__(self, total: int) -> None:
         self.added = [0.0] * total
+        self.add_returned = [0.0] * total
         self.started = [0.0] * total
         self.seen = 0
         self.all_started = asyncio.Event()
@@ -436,10 +437,17 @@ class _Clock:
                     await asyncio.sleep(delay)
                 self.added[i] = time.perf_counter()
                 await store.add_job(conn, "noop", {"i": i})
+                self.add_returned[i] = time.perf_counter()
             await asyncio.wait_for(self.all_started.wait(), 60)
 
     def latencies(self, warmup: int) -> list[float]:
         return [(s - a) * 1000 for a, s in zip(self.added, self.started, strict=True)][warmup:]
+
+    def add_times(self, warmup: int) -> list[float]:
+        """How long each add took (ms): its insert, NOTIFY and commit, the part of every
+        latency that no worker can shorten."""
+        pairs = zip(self.added, self.add_returned, strict=True)
+        return [(r - a) * 1000 for a, r in pairs][warmup:]
 
 
 async def zw_latency(
@@ -487,10 +495,11 @@ def _raw_statements() -> dict[str, sql.Composed]:
     return named
 
 
-async def raw_latency(url: str, count: int, interval: float, warmup: int) -> list[float]:
+async def raw_latency(url: str, count: int, interval: float, warmup: int) -> dict[str, list[float]]:
     """The floor: a bare LISTEN connection; on each notification, claim jobs one UPDATE
     ... SKIP LOCKED at a time until none is left; the job "starts" when its claim returns.
-    Claimed jobs are deleted after the clock is read (not part of the latency)."""
+    Claimed jobs are deleted after the clock is read (not part of the latency). Also how
+    long the adds took ("raw add"): the floor is that plus the claim."""
     clock = _Clock(count + warmup)
     statements = _raw_statements()
     async with (
@@ -517,7 +526,7 @@ async def raw_latency(url: str, count: int, interval: float, warmup: int) -> lis
             claiming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await claiming
-    return clock.latencies(warmup)
+    return {"raw": clock.latencies(warmup), "raw add": clock.add_times(warmup)}
 
 
 def gw_latency(url: str, local_queue: int, count: int, interval: float, warmup: int) -> list[float]:
@@ -542,16 +551,17 @@ def gw_latency(url: str, local_queue: int, count: int, interval: float, warmup: 
 
 def run_latency(
     url: str, system: str, local_queue: int, count: int, interval: float, warmup: int
-) -> list[float]:
-    """Enqueue-to-start latencies (ms) of ``count`` jobs for one system."""
+) -> dict[str, list[float]]:
+    """Enqueue-to-start latencies (ms) of ``count`` jobs for one system, by system name
+    (the raw floor adds "raw add", see :func:`raw_latency`)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("truncate {}._private_jobs").format(sql.Identifier(SCHEMAS[system])))
     vacuum(url, SCHEMAS[system])
     if system == "zodworker":
-        return asyncio.run(zw_latency(url, local_queue, count, interval, warmup))
+        return {system: asyncio.run(zw_latency(url, local_queue, count, interval, warmup))}
     if system == "raw":
         return asyncio.run(raw_latency(url, count, interval, warmup))
-    return gw_latency(url, local_queue, count, interval, warmup)
+    return {system: gw_latency(url, local_queue, count, interval, warmup)}
 
 
 def percentile(values: list[float], p: int) -> float:
