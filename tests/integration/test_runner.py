@@ -496,6 +496,57 @@ async def test_a_notification_wakes_an_idle_pool(
     assert any(e.data["channel"] == "jobs:insert" for e in notes)
 
 
+async def test_a_pool_running_a_job_now_and_then_does_not_fetch_again_after_each_one(
+    conn: AsyncConn, store: Store, db_url: str
+) -> None:
+    # Completing a job without a queue frees nothing a fetch could find, so the pool makes
+    # one fetch per notified job (its claim) and no empty one after the completion.
+    async def handler(payload: Any, helpers: JobHelpers) -> None:
+        pass
+
+    # four slots: a fetch that finds one job is partial, so nothing else says "look again"
+    # (a fetch filling every waiting slot is followed by another, which may find more)
+    opts = options(db_url, concurrency=4, poll_interval=30)  # no polls during the test
+    log = EventLog(opts.events)
+    async with running({"t": handler}, opts):
+        await log.wait_for(log.idle_and_listening, what="the pool to listen and go idle")
+        first = len(log.events)
+        for _ in range(6):
+            job = await store.add_job(conn, "t")
+            await wait_job_gone(conn, job.id)
+        since = log.events[first:]
+    # the add after a completion gives a follow-up fetch time to start, so count up to the
+    # last completion (the last job has no add after it)
+    completions = [i for i, e in enumerate(since) if e.name == "job:complete"]
+    assert len(completions) == 6
+    before_last = [e.name for e in since[: completions[-1]]]
+    fetches, empty = (
+        before_last.count("worker:getJob:start"),
+        before_last.count("worker:getJob:empty"),
+    )
+    assert (fetches, empty) == (6, 0)
+
+
+async def test_a_completion_that_frees_a_named_queue_fetches_its_next_job_at_once(
+    conn: AsyncConn, store: Store, db_url: str
+) -> None:
+    # A fetch takes one job per named queue; the next one becomes runnable when the first
+    # completes, and the pool looks for it then, not at its next poll.
+    order: list[int] = []
+
+    async def handler(payload: Any, helpers: JobHelpers) -> None:
+        order.append(payload["i"])
+
+    opts = options(db_url, poll_interval=30)
+    log = EventLog(opts.events)
+    async with running({"t": handler}, opts):
+        await log.wait_for(log.idle_and_listening, what="the pool to listen and go idle")
+        specs = [JobSpec(identifier="t", payload={"i": i}, queue_name="q") for i in range(4)]
+        await store.add_jobs(conn, specs)
+        await wait_until(lambda: _no_jobs(conn), within=10, what="the queue's four jobs to run")
+    assert sorted(order) == [0, 1, 2, 3]  # one after another (same run_at: any order)
+
+
 async def test_a_rolled_back_job_never_runs(conn: AsyncConn, store: Store, db_url: str) -> None:
     ran: list[str] = []
     done = asyncio.Event()

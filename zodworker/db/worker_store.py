@@ -97,7 +97,7 @@ class WorkerStore:
         self._limited: set[int] = set()  # ids of jobs fetched under limits, until written
         self.on_limited_written: Callable[[], None] = lambda: None
         """Called once slots of limited jobs were freed by an outcome this pool wrote
-        (before the write's own wake-ups: the next fetch should look for limited jobs)."""
+        (the pool then looks for limited jobs at once)."""
 
     async def _pooled(
         self, name: str, params: Params, rows: RowFactory[Any] = tuple_row

@@ -10,7 +10,13 @@ row written with it); a failure of one carries ``record`` (its outcome should it
 Jobs fetched but never started are queued for ``return_jobs`` (:meth:`Completer.give_back`).
 
 Each of the five writes has a :class:`Batcher`: one write in flight at a time, the next one
-carrying everything that arrived meanwhile (after the configured delay). A failed write keeps
+carrying everything that arrived meanwhile (after the configured delay). After a write that
+may have made jobs runnable at once (a named queue released; jobs given back or snoozed)
+the pool is told (``on_written``) and looks for jobs again. Completing or failing jobs
+without a queue frees nothing a fetch could find (a failure retries seconds later, which
+polling finds), so after those it is not told: a pool running one job now and then makes
+two statements per job (claim, complete), not three (an empty fetch after each). Freed
+limit slots wake the pool through their own path. A failed write keeps
 its items and is retried with backoff, so results survive a database restart. The completer
 is handed the three writes as plain functions taking the *owner* (the lease a job was
 fetched under, its ``locked_by``) so that each write is fenced by it; a batch holding jobs of
@@ -59,7 +65,7 @@ class Batcher(Generic[T]):
         self,
         write: Callable[[list[T]], Awaitable[None]],
         delay: float,
-        on_written: Callable[[], None],
+        on_written: Callable[[list[T]], None],
     ) -> None:
         self._write = write
         self._delay = max(delay, 0.0)
@@ -105,7 +111,7 @@ class Batcher(Generic[T]):
                 continue
             self._writing = []
             failures = 0
-            self._on_written()
+            self._on_written(items)
             if not self._items:
                 self._idle.set()
 
@@ -160,18 +166,27 @@ class Completer:
         self._complete, self._fail, self._return = complete, fail, return_jobs
         self._snooze = snooze
         self._complete_recorded = complete_recorded
+
+        def if_queue_freed(items: list[Any]) -> None:
+            jobs = (item if isinstance(item, Job) else item[0] for item in items)
+            if any(job.job_queue_id is not None for job in jobs):
+                on_written()
+
+        def always(_items: list[Any]) -> None:
+            on_written()
+
         self._completions: Batcher[Job] = Batcher(
-            self._write_completions, complete_delay, on_written
+            self._write_completions, complete_delay, if_queue_freed
         )
         self._failures: Batcher[tuple[Job, Failure]] = Batcher(
-            self._write_failures, fail_delay, on_written
+            self._write_failures, fail_delay, if_queue_freed
         )
-        self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, on_written)
+        self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, always)
         self._snoozes: Batcher[tuple[Job, float]] = Batcher(
-            self._write_snoozes, complete_delay, on_written
+            self._write_snoozes, complete_delay, always
         )
         self._recorded: Batcher[tuple[Job, Recorded]] = Batcher(
-            self._write_recorded, complete_delay, on_written
+            self._write_recorded, complete_delay, if_queue_freed
         )
         self._emit = emit
         self._wants = wants

@@ -113,7 +113,7 @@ class WorkerPool:
             poll_interval=options.poll_interval,
             logger=self.logger,
         )
-        self._store.on_limited_written = self._limited.arm
+        self._store.on_limited_written = self._limited.wake
         self._lease = LeaseKeeper(
             LeaseStore(
                 self._database,
