@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,14 +101,17 @@ def test_the_catalog_makes_the_tasks_own_limit_first_and_binds_keys() -> None:
 class Source:
     """Fetch functions that answer a scripted number of jobs and record what was asked."""
 
-    def __init__(self, answers: list[int]) -> None:
+    def __init__(self, answers: list[int], plain: int = 0) -> None:
         self.answers = answers
+        self.plain = plain  # plain jobs each plain fetch finds (at most what it asks)
         self.asked: list[tuple[str, int, list[str]]] = []
 
     def fetch(self, kind: str) -> Any:
         async def go(task_ids: list[int], forbidden: list[str], n: int) -> Sequence[Any]:
             self.asked.append((kind, n, list(forbidden)))
-            got = min(n, self.answers.pop(0)) if kind == "limited" and self.answers else 0
+            if kind == "plain":
+                return [object()] * min(n, self.plain)
+            got = min(n, self.answers.pop(0)) if self.answers else 0
             return [object()] * got
 
         return go
@@ -147,6 +151,37 @@ async def test_limited_jobs_are_sought_first_for_idle_slots_then_not_until_armed
     await limited.fetch([1], ["slow"], 4)
     assert source.asked == [("limited", 4, ["slow"])]  # all four came: no plain fetch
     assert limited.armed
+
+
+@pytest.mark.anyio
+async def test_the_poll_intervals_look_for_limited_jobs_never_holds_up_plain_ones() -> None:
+    source = Source([0, 0], plain=2)
+    nudged: list[bool] = []
+    limited = _limited_fetch(source)
+    limited._nudge = lambda: nudged.append(True)
+    await limited.fetch([1], [], 10)  # armed at start: disarms
+    source.asked.clear()
+    limited._disarmed_at = time.monotonic() - 7200  # the poll interval (an hour) has passed
+    got = await limited.fetch([1], [], 10)
+    # plain jobs found: handed out at once, the look for limited jobs is the next fetch's
+    assert (len(got), source.asked, limited.armed, nudged) == (
+        2,
+        [("plain", 10, [LIMITED_FLAG])],
+        True,
+        [True],
+    )
+    source.asked.clear()
+    await limited.fetch([1], [], 10)
+    assert [kind for kind, _, _ in source.asked] == ["limited", "plain"]
+    assert not limited.armed
+    # nothing plain to hand out: limited jobs are sought in the same fetch
+    source.plain = 0
+    source.asked.clear()
+    limited._disarmed_at = time.monotonic() - 7200
+    await limited.fetch([1], [], 10)
+    assert [kind for kind, _, _ in source.asked] == ["plain", "limited"]
+    assert len(nudged) == 1
+    limited.close()
 
 
 @pytest.mark.anyio

@@ -10,7 +10,10 @@ again by
 * a notification on ``zodworker:limits`` (limited jobs added, slots freed anywhere, a
   limit changed: :meth:`LimitedFetch.arm`, with a nudge of the local queue),
 * the moment a full rate window has room again (asked of the database when it disarms),
-* ``poll_interval`` after it disarmed (a lost notification costs at most that).
+* ``poll_interval`` after it disarmed (a lost notification costs at most that). That look
+  is never on the way of plain jobs: the fetch that finds it due runs the plain statement
+  first, and when that found jobs it hands them out and arms the next fetch (a wake-up)
+  instead, so a job announced by a notification never waits for it.
 
 So a pool that never sees limited jobs pays one limited fetch per poll interval.
 """
@@ -90,10 +93,26 @@ class LimitedFetch:
         if forbidden != self._forbidden:
             self._forbidden = list(forbidden)
             self._plain_forbidden = [*forbidden, LIMITED_FLAG]
-        if not self._armed and time.monotonic() - self._disarmed_at >= self._poll_interval:
-            self.arm()
-        if not self._armed:
-            return await self._plain(task_ids, self._plain_forbidden, n)
+        if self._armed:
+            limited = await self._seek_limited(task_ids, forbidden, n)
+            rest = n - len(limited)
+            plain = await self._plain(task_ids, self._plain_forbidden, rest) if rest > 0 else ()
+            if not limited:
+                return plain
+            return [*limited, *plain] if plain else limited
+        plain = await self._plain(task_ids, self._plain_forbidden, n)
+        if time.monotonic() - self._disarmed_at < self._poll_interval:
+            return plain
+        if plain:  # seek limited jobs in the next fetch, once these have been handed out
+            self.wake()
+            return plain
+        self.arm()
+        return await self._seek_limited(task_ids, forbidden, n)
+
+    async def _seek_limited(
+        self, task_ids: list[int], forbidden: list[str], n: int
+    ) -> Sequence[Job]:
+        """Limited jobs for the idle slots; disarm when fewer came than were asked for."""
         arms = self._arms
         want = min(n, max(self._idle_slots(), 1))
         limited = await self._limited(task_ids, forbidden, want)
@@ -102,11 +121,7 @@ class LimitedFetch:
             self._disarmed_at = time.monotonic()
             if self._asking is None or self._asking.done():  # not on the jobs' way
                 self._asking = asyncio.ensure_future(self._wake_when_room())
-        rest = n - len(limited)
-        plain = await self._plain(task_ids, self._plain_forbidden, rest) if rest > 0 else ()
-        if not limited:
-            return plain
-        return [*limited, *plain] if plain else limited
+        return limited
 
     async def _wake_when_room(self) -> None:
         try:
