@@ -7,7 +7,8 @@ in :meth:`LocalQueue.take`. It fetches again when
 
 * a notification says jobs were added (:meth:`LocalQueue.nudge`),
 * a slot frees up while more jobs may be waiting,
-* results were written (their named queues are free again),
+* results were written that may free jobs (a named queue released, jobs given back or
+  snoozed: the completer says when),
 * ``poll_interval`` passes (future ``run_at``, retries, lost notifications).
 
 Fetch-ahead (``local_queue_fetch_ahead``) keeps the database busy while the pool runs the
