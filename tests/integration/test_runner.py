@@ -506,7 +506,11 @@ async def test_a_pool_running_a_job_now_and_then_does_not_fetch_again_after_each
 
     # four slots: a fetch that finds one job is partial, so nothing else says "look again"
     # (a fetch filling every waiting slot is followed by another, which may find more)
-    opts = options(db_url, concurrency=4, poll_interval=30)  # no polls during the test
+    # no polls during the test, and a lease no late heartbeat can lose (a regained lease
+    # nudges the queue)
+    opts = options(
+        db_url, concurrency=4, poll_interval=30, heartbeat_interval=1, recovery_timeout=30
+    )
     log = EventLog(opts.events)
     async with running({"t": handler}, opts):
         await log.wait_for(log.idle_and_listening, what="the pool to listen and go idle")
