@@ -11,18 +11,18 @@ Jobs fetched but never started are queued for ``return_jobs`` (:meth:`Completer.
 
 Each of the five writes has a :class:`Batcher`: one write in flight at a time, the next one
 carrying everything that arrived meanwhile (after the configured delay). After a write that
-may have made jobs runnable at once (a named queue released; jobs given back or snoozed)
-the pool is told (``on_written``) and looks for jobs again. Completing or failing jobs
-without a queue frees nothing a fetch could find (a failure retries seconds later, which
-polling finds), so after those it is not told: a pool running one job now and then makes
-two statements per job (claim, complete), not three (an empty fetch after each). Freed
-limit slots wake the pool through their own path. A failed write keeps
-its items and is retried with backoff, so results survive a database restart. The completer
-is handed the three writes as plain functions taking the *owner* (the lease a job was
-fetched under, its ``locked_by``) so that each write is fenced by it; a batch holding jobs of
-two leases is written as one statement per lease. A run that was aborted because the lease
-was lost is never written as an outcome: its job is given back (fenced, so a no-op once
-another pool has it).
+may have made jobs runnable at once (a named queue released; jobs given back or snoozed:
+each write returns whether it did) the pool is told (``on_written``) and looks for jobs
+again. Completing or failing jobs without a queue frees nothing a fetch could find (a
+failure retries seconds later, which polling finds), so after those it is not told: a pool
+running one job now and then makes two statements per job (claim, complete), not three (an
+empty fetch after each). Freed limit slots wake the pool through their own path. A failed
+write keeps its items and is retried with backoff, so results survive a database restart.
+The completer is handed the three writes as plain functions taking the *owner* (the lease a
+job was fetched under, its ``locked_by``) so that each write is fenced by it; a batch
+holding jobs of two leases is written as one statement per lease. A run that was aborted
+because the lease was lost is never written as an outcome: its job is given back (fenced, so
+a no-op once another pool has it).
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ class Batcher(Generic[T]):
 
     def __init__(
         self,
-        write: Callable[[list[T]], Awaitable[None]],
+        write: Callable[[list[T]], Awaitable[bool]],
         delay: float,
-        on_written: Callable[[list[T]], None],
+        on_written: Callable[[], None],
     ) -> None:
         self._write = write
         self._delay = max(delay, 0.0)
@@ -100,7 +100,7 @@ class Batcher(Generic[T]):
             items, self._items = self._items, []
             self._writing = items
             try:
-                await self._write(items)
+                freed = await self._write(items)
             except Exception as exc:  # keep the results; the database may come back
                 self._writing = []
                 self._items[:0] = items
@@ -111,7 +111,8 @@ class Batcher(Generic[T]):
                 continue
             self._writing = []
             failures = 0
-            self._on_written(items)
+            if freed:
+                self._on_written()
             if not self._items:
                 self._idle.set()
 
@@ -166,27 +167,18 @@ class Completer:
         self._complete, self._fail, self._return = complete, fail, return_jobs
         self._snooze = snooze
         self._complete_recorded = complete_recorded
-
-        def if_queue_freed(items: list[Any]) -> None:
-            jobs = (item if isinstance(item, Job) else item[0] for item in items)
-            if any(job.job_queue_id is not None for job in jobs):
-                on_written()
-
-        def always(_items: list[Any]) -> None:
-            on_written()
-
         self._completions: Batcher[Job] = Batcher(
-            self._write_completions, complete_delay, if_queue_freed
+            self._write_completions, complete_delay, on_written
         )
         self._failures: Batcher[tuple[Job, Failure]] = Batcher(
-            self._write_failures, fail_delay, if_queue_freed
+            self._write_failures, fail_delay, on_written
         )
-        self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, always)
+        self._returns: Batcher[Job] = Batcher(self._write_returns, 0.0, on_written)
         self._snoozes: Batcher[tuple[Job, float]] = Batcher(
-            self._write_snoozes, complete_delay, always
+            self._write_snoozes, complete_delay, on_written
         )
         self._recorded: Batcher[tuple[Job, Recorded]] = Batcher(
-            self._write_recorded, complete_delay, if_queue_freed
+            self._write_recorded, complete_delay, on_written
         )
         self._emit = emit
         self._wants = wants
@@ -197,28 +189,42 @@ class Completer:
         self.failed = 0
         """Attempts that failed since the pool started, retried or not."""
 
-    async def _write_completions(self, jobs: list[Job]) -> None:
+    async def _write_completions(self, jobs: list[Job]) -> bool:
+        freed = False
         for owner, done in _by_owner(jobs):
-            await self._complete(owner, [job.id for job in done], _queues(done))
+            queues = _queues(done)
+            await self._complete(owner, [job.id for job in done], queues)
+            freed = freed or bool(queues)
+        return freed
 
-    async def _write_failures(self, items: list[tuple[Job, Failure]]) -> None:
+    async def _write_failures(self, items: list[tuple[Job, Failure]]) -> bool:
         failures = {failure.id: failure for _, failure in items}
+        freed = False
         for owner, failed in _by_owner([job for job, _ in items]):
-            await self._fail(owner, [failures[job.id] for job in failed], _queues(failed))
+            queues = _queues(failed)
+            await self._fail(owner, [failures[job.id] for job in failed], queues)
+            freed = freed or bool(queues)
+        return freed
 
-    async def _write_snoozes(self, items: list[tuple[Job, float]]) -> None:
+    async def _write_snoozes(self, items: list[tuple[Job, float]]) -> bool:
         seconds = {job.id: wait for job, wait in items}
         for owner, later in _by_owner([job for job, _ in items]):
             await self._snooze(owner, [(job.id, seconds[job.id]) for job in later], _queues(later))
+        return True  # a snooze of 0 s runs again at once
 
-    async def _write_recorded(self, items: list[tuple[Job, Recorded]]) -> None:
+    async def _write_recorded(self, items: list[tuple[Job, Recorded]]) -> bool:
         kept = {job.id: record for job, record in items}
+        freed = False
         for owner, done in _by_owner([job for job, _ in items]):
-            await self._complete_recorded(owner, [kept[job.id] for job in done], _queues(done))
+            queues = _queues(done)
+            await self._complete_recorded(owner, [kept[job.id] for job in done], queues)
+            freed = freed or bool(queues)
+        return freed
 
-    async def _write_returns(self, jobs: list[Job]) -> None:
+    async def _write_returns(self, jobs: list[Job]) -> bool:
         for owner, back in _by_owner(jobs):
             await self._return(owner, [job.id for job in back], _queues(back))
+        return True
 
     def report(self, result: Outcome) -> None:
         """Queue the write for ``result`` and announce it."""
