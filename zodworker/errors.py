@@ -164,18 +164,13 @@ class JobTimeout(ZodworkerError, TimeoutError):
 
 class OutputValidationError(PermanentFailure):
     """A handler returned a value its task's ``output`` type does not accept; the job fails
-    for good (running it again would repeat its effects). ``field`` is ``output.<path>``."""
+    for good (running it again would repeat its effects). ``field`` names the place:
+    ``output``, ``output.<path>`` or ``output[<index>]...``."""
 
     def __init__(self, task: str, field: str, message: str) -> None:
-        if field == "output":
-            name = field
-        elif field.startswith("["):  # an index into a list output
-            name = f"output{field}"
-        else:
-            name = f"output.{field}"
-        super().__init__(f"invalid output of task {task!r}: {name}: {message}")
+        super().__init__(f"invalid output of task {task!r}: {field}: {message}")
         self.task = task
-        self.field = name
+        self.field = field
 
 
 class JobFailed(ZodworkerError):

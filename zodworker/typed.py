@@ -118,11 +118,10 @@ def output_encoder(codec: PayloadCodec[Any], task: str) -> Callable[[Any], msgsp
             # kept as json, which holds NUL characters; NaN and infinities it cannot
             return msgspec.Raw(encode_checked(data, data, "output", nul_ok=True))
         except PayloadValidationError as exc:
-            field = "output" if exc.path == "payload" else exc.path
+            field = "output" if exc.path == "payload" else f"output.{exc.path}"
             raise OutputValidationError(task, field, exc.detail) from exc
-        except PayloadEncodeError as exc:  # NaN, infinity, nesting too deep
-            field = exc.field.removeprefix("output").removeprefix(".") or "output"
-            raise OutputValidationError(task, field, exc.reason) from exc
+        except PayloadEncodeError as exc:  # NaN, infinity, nesting too deep: named as output
+            raise OutputValidationError(task, exc.field, exc.reason) from exc
 
     return encode
 
