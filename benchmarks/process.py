@@ -218,7 +218,7 @@ def report(results: Results, args: argparse.Namespace) -> dict[str, Any]:
             print(f"{name:<50} {_cell(ours, '.2f'):>10} {_cell(theirs, '.2f'):>10}  {text}")
             summary[name] = {"zodworker": ours, "graphile-worker": theirs, "ratios": ratios}
     print("\nratio > 1: zodworker better (throughput ours/theirs, latency theirs/ours)")
-    _latency_floor(results, summary)
+    _latency_floor(results, summary, args.interval_ms)
     _scale_and_backlog(results, summary)
     _details(results)
     print(
@@ -237,7 +237,7 @@ def report(results: Results, args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _latency_floor(results: Results, summary: dict[str, Any]) -> None:
+def _latency_floor(results: Results, summary: dict[str, Any], interval_ms: float) -> None:
     floor = results.latency.get(latency_label(0))
     if not floor:
         return
@@ -250,6 +250,29 @@ def _latency_floor(results: Results, summary: dict[str, Any]) -> None:
     )
     summary["raw floor p50 (ms)"] = raw
     summary["raw add p50 (ms)"] = adds
+    idle = [runs.percentile(r["select 1, idle"], 50) for r in floor if "select 1, idle" in r]
+    busy = [runs.percentile(r["select 1, busy"], 50) for r in floor if "select 1, busy" in r]
+    if idle and busy:
+        print(
+            f"  a bare round trip (select 1) {spread(idle).value(' ms')} after "
+            f"{interval_ms:g} ms idle, {spread(busy).value(' ms')} back to back: "
+            "what waking sleeping processes costs here, several times in every add and claim"
+        )
+        summary["select 1 idle p50 (ms)"] = idle
+        summary["select 1 busy p50 (ms)"] = busy
+    for label in (latency_label(LOCAL_QUEUE), latency_label(-1)):
+        rows = results.latency.get(label, [])
+        ceiling = [
+            runs.percentile(row["graphile-worker"], 50) / runs.percentile(base["raw"], 50)
+            for row, base in zip(rows, floor, strict=False)
+            if "graphile-worker" in row and "raw" in base
+        ]
+        if ceiling:
+            print(
+                f"  best p50 ratio any worker could reach ({label[9:]}: graphile-worker p50 / "
+                f"floor p50) {spread(ceiling).ratio()}"
+            )
+            summary[f"{label} best possible p50 ratio"] = ceiling
     for label in (latency_label(LOCAL_QUEUE), latency_label(-1)):
         rows = results.latency.get(label, [])
         for system in ("zodworker", "graphile-worker"):

@@ -499,7 +499,8 @@ async def raw_latency(url: str, count: int, interval: float, warmup: int) -> dic
     """The floor: a bare LISTEN connection; on each notification, claim jobs one UPDATE
     ... SKIP LOCKED at a time until none is left; the job "starts" when its claim returns.
     Claimed jobs are deleted after the clock is read (not part of the latency). Also how
-    long the adds took ("raw add"): the floor is that plus the claim."""
+    long the adds took ("raw add"): the floor is that plus the claim; and a bare round trip
+    after an idle gap and back to back (:func:`_round_trips`)."""
     clock = _Clock(count + warmup)
     statements = _raw_statements()
     async with (
@@ -526,7 +527,29 @@ async def raw_latency(url: str, count: int, interval: float, warmup: int) -> dic
             claiming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await claiming
-    return {"raw": clock.latencies(warmup), "raw add": clock.add_times(warmup)}
+        idle = await _round_trips(claimer, interval)
+        busy = await _round_trips(claimer, 0.0)
+    return {
+        "raw": clock.latencies(warmup),
+        "raw add": clock.add_times(warmup),
+        "select 1, idle": idle,
+        "select 1, busy": busy,
+    }
+
+
+async def _round_trips(conn: psycopg.AsyncConnection[Any], interval: float) -> list[float]:
+    """How long 50 ``select 1`` round trips take (ms), ``interval`` apart: after an idle
+    gap, as every step of a latency run is, or back to back. The difference is what waking
+    a process that slept costs this machine, paid several times over by every add and
+    claim of an idle system."""
+    times = []
+    for _ in range(50):
+        if interval:
+            await asyncio.sleep(interval)
+        started = time.perf_counter()
+        await conn.execute("select 1", prepare=True)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
 
 
 def gw_latency(url: str, local_queue: int, count: int, interval: float, warmup: int) -> list[float]:
