@@ -135,22 +135,45 @@ async def test_a_keyless_batch_of_known_tasks_comes_back_in_spec_order(
     assert await count_jobs(conn) == 52
 
 
+# Payloads of every JSON shape, and values JSON carries as text (a datetime, a UUID).
+_WHEN, _UID = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), uuid.uuid4()
+_PAYLOADS: list[Any] = [
+    None,
+    {},
+    {"when": _WHEN, "id": _UID, "nested": [1, {"x": None}]},
+    [1, "x", None, 2.5],
+    {"big": 2**60, "huge": -(2**70), "tiny": 1e-300, "text": "é\u2028\U0001f600", "q": '"\\'},
+    "text",
+    7,
+]
+
+
+async def test_a_lean_add_returns_exactly_the_row_it_stored(conn: AsyncConn, store: Store) -> None:
+    # The lean insert sends neither the payload nor the names back: the store fills them in
+    # from what it sent and matched. The job it returns must be the stored row, whatever
+    # the payload was given as and whichever options were set.
+    await store.add_job(conn, "lean", queue_name="lean-q")  # the task and queue exist now
+    options: list[dict[str, Any]] = [
+        {},
+        {"queue_name": "lean-q"},
+        {"priority": -3, "max_attempts": 2, "flags": ["b", "a", "b"]},
+        {"run_at": _WHEN, "queue_name": "lean-q", "flags": []},
+    ]
+    for i, payload in enumerate(_PAYLOADS):
+        job = await store.add_job(conn, "lean", payload, **options[i % len(options)])
+        assert job == await store.get_job(conn, job.id)
+    job = await store.add_job(conn, "lean", {"when": _WHEN}, flags=["b", "a", "b"])
+    assert job.payload == {"when": "2026-01-02T03:04:05Z"}
+    assert (job.task_identifier, job.flags) == ("lean", {"a": True, "b": True})
+
+
 async def test_a_lean_batch_returns_exactly_the_rows_it_stored(
     conn: AsyncConn, store: Store
 ) -> None:
-    # The lean insert sends no payload back: each returned job's payload is read from the
-    # JSON the store sent. It must be the stored row's, whatever the payload was given as.
+    # The lean batch's rows come back without names; the store fills them in from the
+    # specs. They must be the stored rows, whatever the payload was given as.
     await store.add_jobs(conn, [JobSpec(identifier="a", queue_name="q1")])  # known: lean
-    when, uid = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), uuid.uuid4()
-    payloads: list[Any] = [
-        None,
-        {},
-        {"when": when, "id": uid, "nested": [1, {"x": None}]},
-        [1, "x", None, 2.5],
-        {"big": 2**60, "tiny": 1e-300, "text": "é\u2028\U0001f600", "quote": '"\\'},
-        "text",
-        7,
-    ]
+    payloads = _PAYLOADS
     specs = [
         JobSpec(identifier="a", payload=p, queue_name=["q1", None][i % 2])
         for i, p in enumerate(payloads)

@@ -53,6 +53,7 @@ schemas whose add_job/add_jobs were installed by graphile-worker return nothing 
 case; our own functions retry inside the database and never need it."""
 
 _spec_encoder = msgspec.json.Encoder()
+_decode_json: Final = msgspec.json.decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,14 @@ def _isoformat(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def add_job_params(spec: JobSpec, job_key_mode: JobKeyMode | None) -> tuple[object, ...]:
+AddJobParams: TypeAlias = tuple[
+    str, str, str | None, str | None, int | None, str | None, int | None, list[str] | None, str
+]
+"""add_job's parameters: identifier, payload (JSON text), queue name, run_at (ISO text),
+max_attempts, job key, priority, flags, job key mode."""
+
+
+def add_job_params(spec: JobSpec, job_key_mode: JobKeyMode | None) -> AddJobParams:
     """Validate one job and return the add_job query's parameters."""
     check_spec(spec)
     check_key_mode(job_key_mode)
@@ -176,7 +184,12 @@ def plan_add_job(spec: JobSpec, job_key_mode: JobKeyMode | None) -> Plan[Job]:
         lean = (identifier, queue, payload, run_at, max_attempts, priority, flags, queue)
         added: Sequence[Job] = yield Call("add_job_lean", lean)
         if added:
-            return added[0]
+            # the row without what the store sent and matched: the task and queue names,
+            # and the payload, which a json column keeps as the text it was given
+            job = added[0]
+            job.task_identifier, job.queue_name = identifier, queue
+            job.payload = _decode_json(payload)
+            return job
     for _ in range(ADD_RETRIES):
         jobs = yield from _jobs(Call("add_job", params))
         if jobs:
