@@ -273,8 +273,6 @@ def _latency_floor(results: Results, summary: dict[str, Any], interval_ms: float
                 f"floor p50) {spread(ceiling).ratio()}"
             )
             summary[f"{label} best possible p50 ratio"] = ceiling
-    for label in (latency_label(LOCAL_QUEUE), latency_label(-1)):
-        rows = results.latency.get(label, [])
         for system in ("zodworker", "graphile-worker"):
             over = [
                 runs.percentile(row[system], 50) - runs.percentile(base["raw"], 50)

@@ -173,10 +173,9 @@ async def test_a_lean_batch_returns_exactly_the_rows_it_stored(
     # The lean batch's rows come back without names; the store fills them in from the
     # specs. They must be the stored rows, whatever the payload was given as.
     await store.add_jobs(conn, [JobSpec(identifier="a", queue_name="q1")])  # known: lean
-    payloads = _PAYLOADS
     specs = [
         JobSpec(identifier="a", payload=p, queue_name=["q1", None][i % 2])
-        for i, p in enumerate(payloads)
+        for i, p in enumerate(_PAYLOADS)
     ]
     jobs = await store.add_jobs(conn, specs)
     stored = [await store.get_job(conn, job.id) for job in jobs]

@@ -53,7 +53,6 @@ schemas whose add_job/add_jobs were installed by graphile-worker return nothing 
 case; our own functions retry inside the database and never need it."""
 
 _spec_encoder = msgspec.json.Encoder()
-_decode_json: Final = msgspec.json.decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +187,7 @@ def plan_add_job(spec: JobSpec, job_key_mode: JobKeyMode | None) -> Plan[Job]:
             # and the payload, which a json column keeps as the text it was given
             job = added[0]
             job.task_identifier, job.queue_name = identifier, queue
-            job.payload = _decode_json(payload)
+            job.payload = msgspec.json.decode(payload)
             return job
     for _ in range(ADD_RETRIES):
         jobs = yield from _jobs(Call("add_job", params))

@@ -145,6 +145,23 @@ def _queues(jobs: Iterable[Job]) -> list[int]:
     return [job.job_queue_id for job in jobs if job.job_queue_id is not None]
 
 
+def _ids(jobs: list[Job]) -> list[int]:
+    return [job.id for job in jobs]
+
+
+async def _per_owner(
+    jobs: list[Job], write: Callable[[str, list[Job], list[int]], Awaitable[None]]
+) -> bool:
+    """``write(owner, jobs, queue_ids)`` for each lease the jobs were fetched under; whether
+    it released a named queue (jobs waiting in it can run now)."""
+    released = False
+    for owner, group in _by_owner(jobs):
+        queues = _queues(group)
+        await write(owner, group, queues)
+        released = released or bool(queues)
+    return released
+
+
 class Completer:
     """Turns outcomes into writes (see the module docs)."""
 
@@ -190,41 +207,41 @@ class Completer:
         """Attempts that failed since the pool started, retried or not."""
 
     async def _write_completions(self, jobs: list[Job]) -> bool:
-        freed = False
-        for owner, done in _by_owner(jobs):
-            queues = _queues(done)
-            await self._complete(owner, [job.id for job in done], queues)
-            freed = freed or bool(queues)
-        return freed
+        return await _per_owner(
+            jobs, lambda owner, done, queues: self._complete(owner, _ids(done), queues)
+        )
 
     async def _write_failures(self, items: list[tuple[Job, Failure]]) -> bool:
         failures = {failure.id: failure for _, failure in items}
-        freed = False
-        for owner, failed in _by_owner([job for job, _ in items]):
-            queues = _queues(failed)
-            await self._fail(owner, [failures[job.id] for job in failed], queues)
-            freed = freed or bool(queues)
-        return freed
+        return await _per_owner(
+            [job for job, _ in items],
+            lambda owner, failed, queues: self._fail(
+                owner, [failures[job.id] for job in failed], queues
+            ),
+        )
 
     async def _write_snoozes(self, items: list[tuple[Job, float]]) -> bool:
         seconds = {job.id: wait for job, wait in items}
-        for owner, later in _by_owner([job for job, _ in items]):
-            await self._snooze(owner, [(job.id, seconds[job.id]) for job in later], _queues(later))
+        await _per_owner(
+            [job for job, _ in items],
+            lambda owner, later, queues: self._snooze(
+                owner, [(job.id, seconds[job.id]) for job in later], queues
+            ),
+        )
         return True  # a snooze of 0 s runs again at once
 
     async def _write_recorded(self, items: list[tuple[Job, Recorded]]) -> bool:
         kept = {job.id: record for job, record in items}
-        freed = False
-        for owner, done in _by_owner([job for job, _ in items]):
-            queues = _queues(done)
-            await self._complete_recorded(owner, [kept[job.id] for job in done], queues)
-            freed = freed or bool(queues)
-        return freed
+        return await _per_owner(
+            [job for job, _ in items],
+            lambda owner, done, queues: self._complete_recorded(
+                owner, [kept[job.id] for job in done], queues
+            ),
+        )
 
     async def _write_returns(self, jobs: list[Job]) -> bool:
-        for owner, back in _by_owner(jobs):
-            await self._return(owner, [job.id for job in back], _queues(back))
-        return True
+        await _per_owner(jobs, lambda owner, back, queues: self._return(owner, _ids(back), queues))
+        return True  # given back: runnable at once
 
     def report(self, result: Outcome) -> None:
         """Queue the write for ``result`` and announce it."""
